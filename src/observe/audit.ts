@@ -15,9 +15,10 @@
  * (`version_id`), `result` and `reason`; `bytes_in` the request body bytes taken from the client and
  * passed on (uploads, XML bodies), as the access log has them. `bytes` is the response body.
  *
- * result: "allowed" (any status below 400), "denied" (401/403; `reason` is the error code:
- * Unauthorized, InvalidToken, Forbidden, AccessDenied, SignatureDoesNotMatch, …) or "failed"
- * (any other error status, or a body that broke off; `reason` is the error code).
+ * result: "allowed" (any status below 400), "denied" (401/403, or a 400 that refuses the
+ * credentials presented: see REFUSED_CREDENTIALS; `reason` is the error code: Unauthorized,
+ * InvalidToken, Forbidden, AccessDenied, SignatureDoesNotMatch, …) or "failed" (any other error
+ * status, or a body that broke off; `reason` is the error code).
  *
  * action: the S3 action; "presign" for a plain-front `POST …?presign`, which only issues a URL
  * (presigned_action: the action the URL is for, s3:PutObject or s3:GetObject).
@@ -39,6 +40,7 @@ import { AuditFile } from "./audit-file.ts";
 import { escapeLineSeparators, type Logger } from "./log.ts";
 import type { CounterChild, Registry } from "./registry.ts";
 import { cutText, wellFormed } from "../util/text.ts";
+import { CREDENTIAL_CODES } from "../s3/errors.ts";
 
 export type AuditResult = "allowed" | "denied" | "failed";
 
@@ -92,9 +94,21 @@ export function jwtSubject(claims: Readonly<Record<string, unknown>>): string {
   return cutText(JSON.stringify(sub) ?? String(sub), MAX_SUB_TEXT);
 }
 
+/**
+ * The proxy's own 400 answers that refuse the credentials a client presented, as the plain front's
+ * 401 InvalidToken does (yatagarasu_auth_total counts them `invalid`): the S3 front's InvalidToken
+ * and ExpiredToken (a forged or expired session token), AuthorizationHeaderMalformed and
+ * AuthorizationQueryParametersError, STS's InvalidIdentityToken and ExpiredTokenException (a bad
+ * or expired web identity token) and IncompleteSignature. Only the proxy's code (`errorCode`) is
+ * read: an upstream refusing the proxy's own credentials is not the client's denial.
+ */
+const REFUSED_CREDENTIALS: ReadonlySet<string> = new Set([...CREDENTIAL_CODES, "InvalidIdentityToken", "ExpiredTokenException", "IncompleteSignature"]);
+
 export function resultOf(ctx: RequestContext): { result: AuditResult; reason?: string } {
   const st = ctx.status;
-  if (st === 401 || st === 403) return { result: "denied", reason: ctx.errorCode ?? ctx.s3Code ?? (st === 401 ? "Unauthorized" : "Forbidden") };
+  if (st === 401 || st === 403 || (st === 400 && ctx.errorCode !== undefined && REFUSED_CREDENTIALS.has(ctx.errorCode))) {
+    return { result: "denied", reason: ctx.errorCode ?? ctx.s3Code ?? (st === 401 ? "Unauthorized" : "Forbidden") };
+  }
   if (st >= 400 || st < 100 || ctx.bodyError !== undefined) return { result: "failed", reason: ctx.bodyError ?? ctx.errorCode ?? ctx.s3Code };
   // A failure S3 answers after a 200 head (src/fronts/s3/patient.ts): its error code says what it was.
   if (ctx.errorCode !== undefined) return { result: ctx.errorCode === "AccessDenied" ? "denied" : "failed", reason: ctx.errorCode };

@@ -18,4 +18,12 @@ describe("resultOf", () => {
     expect(resultOf(ctx({ status: 200, errorCode: "AccessDenied" }))).toEqual({ result: "denied", reason: "AccessDenied" });
     expect(resultOf(ctx({ status: 200, errorCode: "InvalidPart" }))).toEqual({ result: "failed", reason: "InvalidPart" });
   });
+  test("a 400 refusing the credentials presented (S3 session token, STS web identity token, a malformed signature): denied; another 400: failed", () => {
+    for (const code of ["InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError", "InvalidIdentityToken", "ExpiredTokenException", "IncompleteSignature"]) {
+      expect(resultOf(ctx({ status: 400, errorCode: code, s3Code: code }))).toEqual({ result: "denied", reason: code });
+    }
+    expect(resultOf(ctx({ status: 400, errorCode: "InvalidArgument" }))).toEqual({ result: "failed", reason: "InvalidArgument" });
+    // (an upstream's code alone, the proxy's own credentials refused, is not the client's denial)
+    expect(resultOf(ctx({ status: 400, errorCode: undefined, s3Code: "ExpiredToken" }))).toEqual({ result: "failed", reason: "ExpiredToken" });
+  });
 });

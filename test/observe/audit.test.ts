@@ -176,7 +176,7 @@ describe("who: the principal type, and an identity for every authenticated reque
     expect(byId.get("numeric")).toMatchObject({ principal: "jwt", identity: "12345", result: "allowed", bucket: "private" });
     expect(byId.get("object")).toMatchObject({ principal: "jwt", identity: '{"tenant":"t1","user":7}' });
     expect(byId.get("nosub")).toMatchObject({ principal: "jwt", identity: "(no sub)" });
-    expect(byId.get("sts-numeric")).toMatchObject({ principal: "jwt", identity: "12345", action: "sts:AssumeRoleWithWebIdentity", result: "failed", reason: "InvalidIdentityToken" });
+    expect(byId.get("sts-numeric")).toMatchObject({ principal: "jwt", identity: "12345", action: "sts:AssumeRoleWithWebIdentity", result: "denied", reason: "InvalidIdentityToken" });
   });
 
   test("a string sub is cut to 256 characters (never half a character), and its controls cannot forge a line", () => {
@@ -292,8 +292,19 @@ test("an STS session is named by its id in the audit trail at issuance and on ev
       expect(r.status).toBe(200);
       await r.arrayBuffer();
     }
+    // A forged session token (its MAC's last character changed) is S3's 400 InvalidToken: a refusal
+    // of the credentials presented, denied as the plain front's 401 InvalidToken is (it was "failed").
+    const last = one.sessionToken.at(-1) === "A" ? "B" : "A";
+    const forged = { ...one, sessionToken: one.sessionToken.slice(0, -1) + last };
+    const fv = await smithySigned({ creds: forged, date: new Date(), path: "/data/doc.txt", host: `127.0.0.1:${env.s3Port}` });
+    const fh = new Headers(fv.headers);
+    fh.delete("host");
+    fh.set("x-request-id", "get-forged");
+    const fr = await fetch(`http://127.0.0.1:${env.s3Port}/data/doc.txt`, { headers: fh });
+    expect([fr.status, /<Code>([^<]*)</.exec(await fr.text())?.[1]]).toEqual([400, "InvalidToken"]);
     const lines = await env.lines();
     const byId = new Map(lines.map((l) => [String(l.request_id), l]));
+    expect(byId.get("get-forged")).toMatchObject({ front: "s3", action: "s3:GetObject", result: "denied", reason: "InvalidToken", status: 400 });
     const session = (id: string) => byId.get(id)?.session;
     expect(session("sts-one")).toMatch(/^[A-Za-z0-9_-]{16}$/);
     expect(session("sts-two")).toMatch(/^[A-Za-z0-9_-]{16}$/);
@@ -331,7 +342,7 @@ test("an STS answer (credentials or error) is counted in bytes like every other 
     expect(okBytes).toBeGreaterThan(500);
     const byId = new Map((await env.lines()).map((l) => [String(l.request_id), l]));
     expect(byId.get("sts-ok")).toMatchObject({ action: "sts:AssumeRoleWithWebIdentity", result: "allowed", status: 200, bytes: okBytes });
-    expect(byId.get("sts-bad")).toMatchObject({ action: "sts:AssumeRoleWithWebIdentity", result: "failed", status: 400, bytes: badBytes });
+    expect(byId.get("sts-bad")).toMatchObject({ action: "sts:AssumeRoleWithWebIdentity", result: "denied", reason: "InvalidIdentityToken", status: 400, bytes: badBytes });
     expect(bytesMetric() - before).toBe(okBytes + badBytes);
   } finally {
     removeDir(dir);
