@@ -106,6 +106,20 @@ test("the access log names the upstream error code of a failed request, and the 
   expect(String(line.s3_request_id)).toMatch(/^[0-9A-F]{16}$/); // (the fixture's x-amz-request-id, as S3's)
 });
 
+test("a 412 or 416 the upstream answered (no cache) names the upstream's request id in the access line, as its other refusals do (it had none: a line could not tell it from the proxy's own)", async () => {
+  const [p412, p416] = await Promise.all([
+    fetch(px.url("/faults/ok.txt"), { headers: { "x-request-id": "f-412", "if-match": '"not-the-etag"' } }),
+    fetch(px.url("/faults/ok.txt"), { headers: { "x-request-id": "f-416", range: "bytes=5000-6000" } }),
+  ]);
+  expect([p412.status, p416.status]).toEqual([412, 416]);
+  await Promise.all([p412.text(), p416.text()]);
+  for (const [id, error] of [["f-412", "PreconditionFailed"], ["f-416", "RangeNotSatisfiable"]] as const) {
+    const line = await px.waitForLog((l) => l.msg === "request" && l.request_id === id);
+    expect(line).toMatchObject({ error, bucket: "faults" });
+    expect(String(line.s3_request_id)).toMatch(/^[0-9A-F]{16}$/);
+  }
+});
+
 test("S3 down (not listening) → 502 UpstreamUnreachable, and it serves again once S3 is back", async () => {
   await s3.pause();
   try {

@@ -16,7 +16,7 @@ import { dropChecksumHeaders, forwardRequestHeaders, keepPassedResponseHeaders, 
 import { isOwnedBytes } from "../../http/owned-response.ts";
 import { answersRange, readableContentRange, unreadableContentRange, upstreamRange, wholeRangeOf200 } from "../../http/range.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
-import { errorFromResponse } from "../../s3/errors.ts";
+import { errorFromResponse, s3RequestIdOf } from "../../s3/errors.ts";
 import type { UpstreamTiming } from "../../s3/upstream.ts";
 import type { RequestContext } from "../context.ts";
 import { meteredBody } from "../deliver.ts";
@@ -250,7 +250,10 @@ export function respond(ctx: RequestContext, upstream: Response, method: ObjectM
       const headers: Record<string, string> = {};
       const cr = upstream.headers.get("content-range");
       if (status === 416 && cr) headers["content-range"] = cr;
-      throw new ProxyError(status === 412 ? "PreconditionFailed" : "RangeNotSatisfiable", { headers });
+      // (the upstream's answer, told apart from one the proxy gave from its cache: the access line's
+      // s3_request_id, what AWS support and CloudTrail know the request by, as for any other refusal;
+      // the body, S3's <Error>, is not read: the status is the answer)
+      throw new ProxyError(status === 412 ? "PreconditionFailed" : "RangeNotSatisfiable", { headers, cause: { s3RequestId: s3RequestIdOf(upstream.headers) } });
     }
     return errorFromResponse(upstream, method).then((e) => {
       throw e;
