@@ -372,9 +372,10 @@ function otherReading(
  * garbled where a header value has UTF-8 in it).
  */
 function signatureMismatch(akid: string, stringToSign: string, provided: string, creq: string, sessionToken: string | undefined): S3Error {
-  // S3 returns the canonical request to help debug a client; the session token in it is
-  // redacted so that an error body or a log line never carries a credential.
-  const shown = sessionToken ? redact(creq, sessionToken) : creq;
+  // S3 returns the canonical request to help debug a client; the session token in it, and an
+  // SSE-C key the SDKs sign as any x-amz-* header, are redacted so that an error body or a log
+  // line never carries a credential.
+  const shown = redactCustomerKeys(sessionToken ? redact(creq, sessionToken) : creq);
   return s3Error("SignatureDoesNotMatch", undefined, {
     AWSAccessKeyId: akid,
     StringToSign: stringToSign,
@@ -666,6 +667,19 @@ export function sameSignature(expected: string, provided: string): boolean {
   let diff = 0;
   for (let i = 0; i < expected.length; i++) diff |= expected.charCodeAt(i) ^ provided.charCodeAt(i);
   return diff === 0;
+}
+
+/**
+ * A canonical request's SSE-C key values (x-amz-server-side-encryption-customer-key and its
+ * copy-source twin; not their -md5, which S3 shows), as headers ("name:value" lines) or as
+ * query parameters of a presigned URL: <redacted>.
+ */
+const CUSTOMER_KEY_HEADER = /^(x-amz-(?:copy-source-)?server-side-encryption-customer-key):.*$/gm;
+const CUSTOMER_KEY_PARAM = /(^|&)(x-amz-(?:copy-source-)?server-side-encryption-customer-key)=[^&\n]*/gim;
+
+function redactCustomerKeys(creq: string): string {
+  if (!creq.includes("-customer-key")) return creq;
+  return creq.replace(CUSTOMER_KEY_HEADER, "$1:<redacted>").replace(CUSTOMER_KEY_PARAM, "$1$2=<redacted>");
 }
 
 function redact(text: string, secret: string): string {

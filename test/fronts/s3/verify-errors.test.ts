@@ -87,6 +87,34 @@ describe("credentials and signature", () => {
     if (r.kind === "error") expect(r.details!.CanonicalRequest).toContain("x-amz-security-token:<redacted>");
   });
 
+  test("an SSE-C key (signed as any x-amz-* header, or a presigned URL's query parameter) never appears in the SignatureDoesNotMatch details; its MD5 does, as S3 shows it", async () => {
+    const key = Buffer.from("CUSTOMER-KEY-0123456789abcdefghi").toString("base64");
+    const copyKey = Buffer.from("COPY-SOURCE-KEY-0123456789abcdef").toString("base64");
+    const md5 = "3uX1YjBbNAlEjjxxDgBy7A==";
+    const headers = {
+      "x-amz-server-side-encryption-customer-algorithm": "AES256",
+      "x-amz-server-side-encryption-customer-key": key,
+      "x-amz-server-side-encryption-customer-key-md5": md5,
+      "x-amz-copy-source-server-side-encryption-customer-key": copyKey,
+    };
+    const wrong = { ...CREDS, secretAccessKey: "wrong" };
+    const inHeaders = verify(await smithySigned({ path: "/bucket/key", creds: wrong, date: WHEN, headers }));
+    const inQuery = verify(await smithySigned({ path: "/bucket/key", creds: wrong, date: WHEN, query: { "X-Amz-Server-Side-Encryption-Customer-Key": key, "x-amz-copy-source-server-side-encryption-customer-key": copyKey, "x-id": "GetObject" } }));
+    for (const r of [inHeaders, inQuery]) {
+      expect(r).toMatchObject(err("SignatureDoesNotMatch", 403));
+      const text = JSON.stringify(r);
+      for (const secret of [key, copyKey, encodeURIComponent(key), encodeURIComponent(copyKey)]) expect(text).not.toContain(secret);
+      // (nor as the bytes shown: CanonicalRequestBytes is the redacted text's)
+      const hex = (s: string) => [...Buffer.from(s, "latin1")].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+      if (r.kind === "error") expect(r.details!.CanonicalRequestBytes).toBe(hex(r.details!.CanonicalRequest!));
+    }
+    if (inHeaders.kind !== "error" || inQuery.kind !== "error") throw new Error("verified");
+    expect(inHeaders.details!.CanonicalRequest).toContain("\nx-amz-server-side-encryption-customer-key:<redacted>\n");
+    expect(inHeaders.details!.CanonicalRequest).toContain("\nx-amz-copy-source-server-side-encryption-customer-key:<redacted>\n");
+    expect(inHeaders.details!.CanonicalRequest).toContain(`\nx-amz-server-side-encryption-customer-key-md5:${md5}\n`);
+    expect(inQuery.details!.CanonicalRequest.split("\n")[2]).toBe("X-Amz-Server-Side-Encryption-Customer-Key=<redacted>&x-amz-copy-source-server-side-encryption-customer-key=<redacted>&x-id=GetObject");
+  });
+
   test("unknown access key → 403 InvalidAccessKeyId", async () => {
     const req = await smithySigned({ path: "/bucket/key", creds: { accessKeyId: "AKIDUNKNOWN", secretAccessKey: "x" }, date: WHEN });
     expect(verify(req)).toMatchObject({ ...err("InvalidAccessKeyId", 403), details: { AWSAccessKeyId: "AKIDUNKNOWN" } });
