@@ -60,6 +60,12 @@
  *
  *   folder:catalog/uploads/#editor@user:alice          alice writes and reads under uploads/
  *
+ * The governance bypass. s3:BypassGovernanceRetention (a delete's x-amz-bypass-governance-retention,
+ * src/fronts/s3/delete.ts) is a permission of its own in S3, which a delete does not include: it is
+ * checked with `openfga_bypass_relation`, and without one it is never granted (not asked). (Until
+ * 2026-12-07 it was checked with openfga_relation, the read relation every editor has: whoever
+ * could delete a version deleted it past its governance retention.)
+ *
  * Limits (OpenFGA's id rules): an object id cannot contain ASCII whitespace, ':' or '#', and an object is
  * at most 256 characters, a user at most 512 characters. Requests whose key or user id break these rules are
  * denied without asking OpenFGA (logged at info). A token without the user claim is denied.
@@ -109,6 +115,7 @@ export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeo
   if (!cfg.openfga_endpoint || !cfg.openfga_store_id) throw new Error("authorization type openfga needs openfga_endpoint and openfga_store_id");
   const url = `${cfg.openfga_endpoint.replace(/\/+$/, "")}/stores/${encodeURIComponent(cfg.openfga_store_id)}/check`;
   const headers: Record<string, string> = cfg.openfga_api_token ? { authorization: `Bearer ${cfg.openfga_api_token}` } : {};
+  let warnedBypass = false;
   const deny = (why: string, fields: object) => {
     log("info", `openfga: request denied without a check: ${why}`, fields);
     return false;
@@ -123,6 +130,12 @@ export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeo
       url,
       spanName: "POST /stores/{store_id}/check",
       ask: async (input, signal, span) => {
+        const bypass = input.action === "s3:BypassGovernanceRetention";
+        if (bypass && cfg.openfga_bypass_relation === undefined) {
+          if (!warnedBypass) log("info", "openfga: x-amz-bypass-governance-retention is not passed on: openfga_bypass_relation is not set", { bucket: input.bucket });
+          warnedBypass = true;
+          return false;
+        }
         const uid = userId(input.claims, cfg.openfga_user_claim);
         if (uid === undefined) return deny(`the token has no usable '${cfg.openfga_user_claim}' claim`, { bucket: input.bucket });
         const user = `user:${uid}`;
@@ -131,7 +144,7 @@ export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeo
         if (!ID.test(uid) || uid === "*" || chars(user) > 512) return deny("the user id is not a valid OpenFGA id", { bucket: input.bucket });
         if (!ID.test(`${input.bucket}/${key}`) || chars(object) > 256)
           return deny("the object key is not a valid OpenFGA id (whitespace, ':' or '#', or longer than 256 characters)", { bucket: input.bucket, key: input.key });
-        const relation = input.action !== undefined && WRITE_ACTIONS.has(input.action as S3Action) ? cfg.openfga_write_relation : cfg.openfga_relation;
+        const relation = bypass ? cfg.openfga_bypass_relation! : input.action !== undefined && WRITE_ACTIONS.has(input.action as S3Action) ? cfg.openfga_write_relation : cfg.openfga_relation;
         const body: Record<string, unknown> = { tuple_key: { user, relation, object } };
         if (cfg.openfga_authorization_model_id) body.authorization_model_id = cfg.openfga_authorization_model_id;
         const answer = await postJson(fetchFn, url, body, signal, headers, span);

@@ -106,6 +106,11 @@ export const AuthorizationSchema = z.strictObject({
   openfga_relation: nonEmpty.default("viewer"),
   /** The relation checked for writes (s3:PutObject, s3:DeleteObject, multipart): see src/authz/openfga.ts. */
   openfga_write_relation: nonEmpty.default("editor"),
+  /**
+   * The relation checked for s3:BypassGovernanceRetention (x-amz-bypass-governance-retention on a
+   * delete); unset: never granted, not asked (see src/authz/openfga.ts).
+   */
+  openfga_bypass_relation: nonEmpty.optional(),
 });
 export type AuthorizationConfig = z.infer<typeof AuthorizationSchema>;
 

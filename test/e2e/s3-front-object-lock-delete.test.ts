@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { OpaServer } from "../fixtures/opa.ts";
+import { OpenFgaServer } from "../fixtures/openfga.ts";
 import { READER, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -15,6 +16,8 @@ setDefaultTimeout(30_000);
 
 let env: UploadEnv;
 let opa: OpaServer;
+let fga: OpenFgaServer;
+const ALICE = { accessKeyId: "AKIDLOCKALICE001", secretAccessKey: "lock-alice-secret-0123456789abcd" };
 
 beforeAll(async () => {
   // everything, but the governance bypass for role=writer only, and never under legal/
@@ -22,12 +25,32 @@ beforeAll(async () => {
     "yatagarasu/allow": (input: { action: string; key: string; jwt_claims: { role?: string } | null }) =>
       input.action !== "s3:BypassGovernanceRetention" || (input.jwt_claims?.role === "writer" && !input.key.startsWith("legal/")),
   });
-  env = await startUploadEnv({ opaUrl: opa.url });
+  // alice may write and delete under lock/ (editor), in both OpenFGA buckets
+  fga = OpenFgaServer.start({
+    tuples: ["fga", "fgab"].flatMap((b) => [
+      { user: "user:alice", relation: "editor", object: `folder:${b}/lock/` },
+      { user: `folder:${b}/lock/`, relation: "parent", object: `file:${b}/lock/f.txt` },
+    ]),
+  });
+  const fgaBucket = (name: string, endpoint: string, extra = "") => `  - name: ${name}
+    path_prefix: /${name}
+    access: read-write
+    s3: { bucket: up, endpoint: "${endpoint}", access_key: "AKIDUPSTREAMWRITE", secret_key: "upstream-writer-secret-0123456789" }
+    auth: { enabled: true }
+    authorization: { type: openfga, openfga_endpoint: "${fga.url}", openfga_store_id: "${fga.storeId}", openfga_cache_ttl_seconds: 0, openfga_timeout_ms: 5000${extra} }
+`;
+  env = await startUploadEnv({
+    opaUrl: opa.url,
+    moreBuckets: (endpoint) => fgaBucket("fga", endpoint) + fgaBucket("fgab", endpoint, ", openfga_bypass_relation: editor"),
+    moreCredentials: `    - { access_key_id: "${ALICE.accessKeyId}", secret_access_key: "${ALICE.secretAccessKey}", identity: alice, buckets: { fga: [read, list, write, delete], fgab: [read, list, write, delete] } }
+`,
+  });
 });
 
 afterAll(async () => {
   await env?.stop();
   opa?.close();
+  fga?.close();
 });
 
 const LOCK = { "x-amz-mfa": "arn:aws:iam::123456789012:mfa/root 123456", "x-amz-bypass-governance-retention": "true" };
@@ -79,5 +102,24 @@ test("DeleteObjects: the bypass is asked per key (a policy scoped by key), and s
     expect(r.status).toBe(200);
     await r.text();
     expect(sent()).toEqual([`POST mfa=arn:aws:iam::123456789012:mfa/root 123456 ${want}`]);
+  }
+});
+
+test("OpenFGA: the bypass is not granted by the read relation (a viewer's, which every editor has): never without openfga_bypass_relation, else only with that relation", async () => {
+  // (it was asked with openfga_relation, viewer: every user who may delete a version bypassed its
+  // governance retention, a permission S3 keeps apart from the delete)
+  const mfa = "mfa=arn:aws:iam::123456789012:mfa/root 123456";
+  for (const [bucket, want, relations] of [
+    ["fga", `DELETE ${mfa} bypass=-`, ["editor"]],
+    ["fgab", `DELETE ${mfa} bypass=true`, ["editor", "editor"]],
+  ] as const) {
+    await env.s3.put("up", "lock/f.txt", "locked");
+    const from = fga.requests.length;
+    env.mark();
+    const r = await signedFetch(env, { method: "DELETE", path: `/${bucket}/lock/f.txt`, query: [["versionId", "v1"]], headers: LOCK, creds: ALICE });
+    await r.arrayBuffer();
+    expect([bucket, sent()]).toEqual([bucket, [want]]);
+    // the delete's own check (editor), then the bypass's with openfga_bypass_relation only
+    expect([bucket, fga.requests.slice(from).map((q) => (q.body as { tuple_key: { relation: string } }).tuple_key.relation)]).toEqual([bucket, [...relations]]);
   }
 });
