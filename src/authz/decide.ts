@@ -20,7 +20,8 @@
  *     token, 404 an unknown store), an answer that is not JSON or too large, a TLS handshake that
  *     failed (a certificate refused: unknown CA, another name, expired; or an https URL to a
  *     server that speaks http: until 2026-12-06 an outage, so fail_mode open allowed every
- *     request while whoever answered on that address could not prove to be the authorizer). Refused
+ *     request while whoever answered on that address could not prove to be the authorizer), an
+ *     answer that is not HTTP at all (another service on that port, see notHttp). Refused
  *     (AuthorizerUnavailable) in BOTH modes: fail_mode open covers an authorizer that is down,
  *     not one that is misconfigured. Logged at error once until it answers again.
  * - Every call is counted (onDecision: allow, deny, error, fail_open), cache hits included: a call
@@ -208,8 +209,9 @@ export class DecidingAuthorizer implements Authorizer {
       return allowed ? "allow" : "deny";
     } catch (err) {
       // Thrown by the transport (refused, reset, DNS, TLS, the timeout) or a BackendError. A TLS
-      // handshake that failed is a configuration error: the answer cannot be trusted, not absent.
-      const tls = err instanceof BackendError ? undefined : tlsFailure(err);
+      // handshake that failed, or an answer that is not HTTP, is a configuration error: something
+      // answered on that address, and it is not the authorizer (not an authorizer that is down).
+      const tls = err instanceof BackendError ? undefined : (tlsFailure(err) ?? notHttp(err));
       const outage = tls === undefined && (!(err instanceof BackendError) || err.outage);
       const open = outage && this.spec.failMode === "open";
       if (span !== undefined) {
@@ -243,6 +245,19 @@ export class DecidingAuthorizer implements Authorizer {
       return kind;
     }
   }
+}
+
+/**
+ * Why the answer was not HTTP (fetch's error code), or undefined: another service answers on that
+ * port (a Redis its error line, an SSH server its banner), or an upgrade nobody asked for. Until 2026-12-07 an outage: fail_mode open allowed every request while
+ * the URL pointed at a port where the authorizer never answered.
+ */
+function notHttp(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === "Malformed_HTTP_Response" || code === "UnrequestedUpgrade") {
+    return `the answer is not an HTTP/1.1 response (${code}): does the URL name the service's HTTP API (OPA's port 8181, OpenFGA's HTTP port 8080)?`;
+  }
+  return undefined;
 }
 
 /** The most of an authorizer's answer that is read (OPA's result, OpenFGA's {"allowed": …}). */

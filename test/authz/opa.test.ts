@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test, setDefaultTimeout, setSystemTime } f
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer, type AddressInfo } from "node:net";
 import { AuthorizationSchema } from "../../src/config/schema.ts";
 import { createAuthorizer, type AuthzInput } from "../../src/authz/index.ts";
 import { AuthorizerUnavailable } from "../../src/errors.ts";
@@ -313,6 +314,29 @@ describe("a configuration error (4xx, redirect, an answer that is no decision) i
           fetch: (async () => Promise.reject(Object.assign(new Error("tls"), { code }))) as unknown as typeof fetch,
         });
         expect([code, await outcome(a.authorize(input()))]).toEqual([code, "503"]);
+      }
+    });
+  }
+  for (const mode of ["closed", "open"] as const) {
+    test(`an answer that is not HTTP (another service on that port: a Redis, an SSH server; an upgrade) is refused (503) with opa_fail_mode ${mode}, never allowed`, async () => {
+      // (it was an outage: with fail_mode open, a URL naming the wrong port allowed every request)
+      const answers = [
+        Buffer.from("SSH-2.0-OpenSSH_9.6\r\n"),
+        Buffer.from("-ERR unknown command 'POST'\r\n"),
+        Buffer.from("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"),
+      ];
+      for (const answer of answers) {
+        const other = createServer((s) => {
+          s.on("error", () => {});
+          s.once("data", () => s.end(answer));
+        });
+        await new Promise<void>((r) => other.listen(0, "127.0.0.1", () => r()));
+        cleanup.push(() => other.close());
+        const logs = logCapture();
+        const a = createAuthorizer(AuthorizationSchema.parse({ type: "opa", opa_url: `http://127.0.0.1:${(other.address() as AddressInfo).port}`, opa_policy_path: "p", opa_timeout_ms: 5000, opa_fail_mode: mode }), { log: logs.log });
+        cleanup.push(() => a.close?.());
+        expect([answer.toString("latin1"), await outcome(a.authorize(input()))]).toEqual([answer.toString("latin1"), "503"]);
+        expect(logs.lines).toEqual([{ level: "error", msg: expect.stringContaining("opa refused the check: a configuration error"), fields: expect.objectContaining({ error: expect.stringContaining("not an HTTP/1.1 response") }) }]);
       }
     });
   }
