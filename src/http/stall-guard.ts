@@ -30,23 +30,29 @@ export function stallGuarded(body: ReadableStream<Uint8Array>, g: StallGuard): R
   /** How long the reads that completed waited, in all. */
   let waited = 0;
   let timer: ReturnType<typeof setInterval> | undefined;
-  const stop = () => clearInterval(timer);
+  let ended = false;
+  const stop = () => {
+    ended = true;
+    clearInterval(timer);
+  };
   return new ReadableStream<Uint8Array>(
     {
-      start(c) {
-        timer = setInterval(() => {
-          if (waitingSince < 0) return;
-          const waiting = performance.now() - waitingSince;
-          const stalled = waiting >= g.ms;
-          if (!stalled && waited + waiting < g.budgetMs) return;
-          stop();
-          const err = new ProxyError("GatewayTimeout", { detail: g.detail(stalled) });
-          g.onFail?.(err.message);
-          reader.cancel(err).catch(() => {});
-          c.error(err);
-        }, Math.max(50, Math.min(1000, g.ms / 4)));
-      },
       async pull(c) {
+        // (the check starts with the first read: a body its consumer drops unread, without
+        // cancelling it, leaves no timer behind)
+        if (timer === undefined && !ended) {
+          timer = setInterval(() => {
+            if (waitingSince < 0) return;
+            const waiting = performance.now() - waitingSince;
+            const stalled = waiting >= g.ms;
+            if (!stalled && waited + waiting < g.budgetMs) return;
+            stop();
+            const err = new ProxyError("GatewayTimeout", { detail: g.detail(stalled) });
+            g.onFail?.(err.message);
+            reader.cancel(err).catch(() => {});
+            c.error(err);
+          }, Math.max(50, Math.min(1000, g.ms / 4)));
+        }
         waitingSince = performance.now();
         try {
           const r = await reader.read();

@@ -20,6 +20,7 @@ import { timerDelay } from "../config/durations.ts";
 import { guardedBodyStream, isValidContentLength, type GuardedBody, UpstreamProtocolError, UpstreamTimeoutError } from "./http1/index.ts";
 import { framedTimeoutMs, heldBodyDue } from "./http1/budget.ts";
 import { isOwnedBytes, markOwnedBytes } from "../http/owned-response.ts";
+import { stallGuarded } from "../http/stall-guard.ts";
 import { isSignablePayloadHash, sha256Hex, UNSIGNED_PAYLOAD } from "./sigv4.ts";
 import type { UpstreamTiming } from "./upstream.ts";
 
@@ -211,14 +212,32 @@ async function readStallChecked(res: Response, length: number, abort: AbortContr
 
 /**
  * wholeAnswer for a write's answer: an empty one (a PUT's usual) has nothing to cut, so no timer and
- * no copy. A 2xx without a length is held (holdPaced) when the request says S3 sends it empty
- * (SendRequest.emptyAnswer).
+ * no copy. A 2xx without a length is held (holdPaced) when the request says S3 sends it empty or
+ * read whole (SendRequest.emptyAnswer, holdAnswer: `held`). A body still a stream after that is
+ * stall-checked (resultStallChecked), but a GET's 2xx not held: an object streamed to its client.
  */
-function writeAnswer(res: Response, upTo: number, abort: AbortController, timeoutMs: number, emptyAnswer: boolean | undefined): Response | Promise<Response> {
-  if (res.headers.get("content-length") === "0") return res;
-  // (no body, a 204's: returned as it is; wholeAnswer reads one)
-  if (emptyAnswer !== true || res.body === null || res.status < 200 || res.status > 299 || upTo <= 0 || contentLengthOf(res) >= 0) return res.body === null ? res : wholeAnswer(res, upTo, abort, timeoutMs);
-  return holdPaced(res, upTo, abort, timeoutMs);
+function writeAnswer(res: Response, upTo: number, abort: AbortController, timeoutMs: number, held: boolean | undefined, method: UpstreamMethod): Response | Promise<Response> {
+  // (no body, a 204's: returned as it is)
+  if (res.body === null || res.headers.get("content-length") === "0") return res;
+  const read = held !== true || res.status < 200 || res.status > 299 || upTo <= 0 || contentLengthOf(res) >= 0 ? wholeAnswer(res, upTo, abort, timeoutMs) : holdPaced(res, upTo, abort, timeoutMs);
+  if (method === "GET" && held !== true && res.status >= 200 && res.status <= 299) return read;
+  return read.then((answer) => resultStallChecked(answer, timeoutMs));
+}
+
+/**
+ * `answer`, when its body is still a stream (a length over what wholeAnswer or holdPaced read, none
+ * at all on an error, a result not held), with that body failed (GatewayTimeout: 504, S3 front 503
+ * ServiceUnavailable) once a read waits `timeoutMs` (s3.timeout): the stall check the own client's
+ * sweep makes on every body, which fetch has none of once the head is in. Every document read whole
+ * from a fetch answer goes through here: a listing, ListParts, ListMultipartUploads, a tagging or
+ * configuration document over server.buffer_threshold_bytes, an error body, a write's result
+ * (CreateMultipartUpload, DeleteObjects, Complete, copies) that sent its head and then stalled
+ * waited for server.request_timeout (or Bun's fetch's 5 minutes on a kept-alive answer).
+ */
+function resultStallChecked(answer: Response, timeoutMs: number): Response {
+  if (answer.body === null || isOwnedBytes(answer)) return answer;
+  const body = stallGuarded(answer.body, { ms: timeoutMs, budgetMs: Infinity, detail: () => "The upstream stalled while sending its answer" });
+  return new Response(body, { status: answer.status, statusText: answer.statusText, headers: answer.headers });
 }
 
 /**
@@ -368,7 +387,7 @@ export async function fetchFramed(
     const keepalive = !url.startsWith("http:");
     const res = fetchedAnswer(await fetchImpl(url, { method, headers, body, signal, decompress: false, redirect: "manual", duplex: "half", keepalive, timeout: framedBudgetMs(timeoutMs, contentLength) } as RequestInit));
     unwatch?.();
-    return await writeAnswer(res, answerUpTo, ctrl, timeoutMs, emptyAnswer);
+    return await writeAnswer(res, answerUpTo, ctrl, timeoutMs, emptyAnswer, method);
   } catch (err) {
     if (clientSignal.aborted) throw clientSignal.reason;
     if (timing?.abandoned !== undefined) throw timing.abandoned;
@@ -459,7 +478,7 @@ export async function fetchWithBody(
       throw err;
     }
     // (a HEAD's answer has no body, whatever its Content-Length says)
-    return method === "HEAD" ? res : await writeAnswer(res, answerUpTo, ctrl, timeoutMs, emptyAnswer);
+    return method === "HEAD" ? res : await writeAnswer(res, answerUpTo, ctrl, timeoutMs, emptyAnswer, method);
   } catch (err) {
     guarded?.abandon(err);
     // The client's abort first: the guard may have seen the abandoned body as a short one.

@@ -16,18 +16,20 @@ setDefaultTimeout(30_000);
 
 const CLIENT = { accessKeyId: "AKIDRESULTSTALL01", secretAccessKey: "result-stall-secret-0123456789" };
 const RESULT = `<?xml version="1.0" encoding="UTF-8"?>\n<CopyObjectResult><ETag>"e1"</ETag><LastModified>2025-01-01T00:00:00.000Z</LastModified></CopyObjectResult>`;
+const ERROR = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`;
 const COMPLETE = `<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"e1"</ETag></Part></CompleteMultipartUpload>`;
 
 let up: FaultUpstream;
 beforeAll(async () => {
   // every write: a 200 head, the document's first 40 bytes as a chunk, then nothing (the connection held open)
-  up = await startFaultUpstream(() => ({ kind: "cut", status: 200, body: RESULT, send: 40, chunked: true, then: "stall" }));
+  // (GetObjectTagging's: a 403 error document, the same way)
+  up = await startFaultUpstream((req) => (req.target.includes("?tagging") ? { kind: "cut", status: 403, body: ERROR, send: 40, chunked: true, then: "stall" } : { kind: "cut", status: 200, body: RESULT, send: 40, chunked: true, then: "stall" }));
 });
 afterAll(() => up?.stop());
 
-/** Both fronts on the fault upstream (s3.timeout 1 s, server.request_timeout `requestTimeout` s), with `signed`, a signed S3-front request given up 2 s after that timeout. */
-async function startFront(client: "auto" | "fetch", requestTimeout: number) {
-  const yaml = oneBucketYaml({ engine: "bun", client, port: Number(new URL(up.endpoint).port), creds: CLIENT, grants: "[read, list, write, delete]", writable: true, s3Extra: ", timeout: 1" }).replace("upstream_client:", `request_timeout: ${requestTimeout}, upstream_client:`);
+/** Both fronts on the fault upstream (s3.timeout 1 s, server.request_timeout `requestTimeout` s, and `serverExtra`), with `signed`, a signed S3-front request given up 2 s after that timeout. */
+async function startFront(client: "auto" | "fetch", requestTimeout: number, serverExtra = "") {
+  const yaml = oneBucketYaml({ engine: "bun", client, port: Number(new URL(up.endpoint).port), creds: CLIENT, grants: "[read, list, write, delete]", writable: true, s3Extra: ", timeout: 1" }).replace("upstream_client:", `request_timeout: ${requestTimeout}, ${serverExtra}upstream_client:`);
   const px = await startBothFronts("bun", yaml);
   const host = `127.0.0.1:${px.front.port}`;
   const signed = (method: string, path: string, query: Array<[string, string]>, headers: Record<string, string>, body?: string) => {
@@ -81,6 +83,38 @@ describe.concurrent("a CreateMultipartUpload or DeleteObjects 200 whose result s
         }),
       );
       expect(got).toEqual(Object.keys(calls).map((name) => [name, 503, "ServiceUnavailable", true]));
+    });
+  }
+});
+
+// The documents read whole that the proxy does not hold inside the attempt: a listing, ListParts,
+// ListMultipartUploads or configuration document longer than server.buffer_threshold_bytes (16 bytes
+// here; a 1000-version ListObjectVersions is ~0.5 MiB), and any error body (GetObjectTagging's 403).
+// Through fetch each ended only at server.request_timeout (10 s here); the own client's sweep ends
+// them after s3.timeout (1 s).
+describe.concurrent("a result or error document not held inside the attempt that stalls", () => {
+  for (const client of ["auto", "fetch"] as const) {
+    test(`upstream_client ${client}: ends after s3.timeout, not at server.request_timeout`, async () => {
+      await using px = await startFront(client, 10, "buffer_threshold_bytes: 16, ");
+      const signed = px.signed;
+      const calls: Record<string, [string, string, Array<[string, string]>, number, string]> = {
+        ListObjects: ["GET", "/b", [], 503, "ServiceUnavailable"],
+        ListObjectsV2: ["GET", "/b", [["list-type", "2"]], 503, "ServiceUnavailable"],
+        ListObjectVersions: ["GET", "/b", [["versions", ""]], 503, "ServiceUnavailable"],
+        ListMultipartUploads: ["GET", "/b", [["uploads", ""]], 503, "ServiceUnavailable"],
+        ListParts: ["GET", "/b/k", [["uploadId", "u1"]], 503, "ServiceUnavailable"],
+        GetBucketVersioning: ["GET", "/b", [["versioning", ""]], 503, "ServiceUnavailable"],
+        GetObjectTagging: ["GET", "/b/k", [["tagging", ""]], 403, "AccessDenied"],
+      };
+      const started = performance.now();
+      const got = await Promise.all(
+        Object.entries(calls).map(async ([name, [method, path, query]]) => {
+          const res = await signed(method, path, query, {});
+          const body = await res.text();
+          return [name, res.status, /<Error><Code>([^<]+)<\/Code>/.exec(body)?.[1], performance.now() - started < 6000];
+        }),
+      );
+      expect(got).toEqual(Object.entries(calls).map(([name, [, , , status, code]]) => [name, status, code, true]));
     });
   }
 });

@@ -33,7 +33,7 @@ import { emptyAnswer, entryErrorOf, errorOf, MAX_RESULT_BODY, readUpstreamCapped
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { child, childText, childrenNamed } from "./xml-reader.ts";
-import { callOf, fieldText, malformed, readXmlBody, requestHeaders, stallBounded, unkeptDeleteCondition, writeUpstream } from "./writes.ts";
+import { callOf, fieldText, malformed, readXmlBody, requestHeaders, unkeptDeleteCondition, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 import { versionIdOf, versionIdProblem } from "./operations.ts";
 import { cutText } from "../../util/text.ts";
@@ -251,7 +251,7 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
     if (res.status !== 200) return relayError(res, upstream.bucket);
     // (a 200 whose result is cut or unreadable: any key sent may have been deleted)
     const unsure = () => Promise.all(sentKeys.map((k) => purgeWritten(ctx, k)));
-    const result = tryParse(await readUpstreamCapped(stallBounded(ctx, res), MAX_RESULT_BODY).catch(async (err) => (await unsure(), Promise.reject(err))));
+    const result = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY).catch(async (err) => (await unsure(), Promise.reject(err))));
     if (result?.name !== "DeleteResult") {
       await unsure();
       throw s3Fail(errorOf(res.status, result, upstream.bucket));

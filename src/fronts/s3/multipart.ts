@@ -32,7 +32,7 @@ import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, 
 import { xmlResponse } from "./operations.ts";
 import { controlsAsReferences, el, isWellFormedResult, maskOwners, quoteListingEtags, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
-import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, stallBounded, unkeptWriteCondition, uploadIdOf, writeUpstream } from "./writes.ts";
+import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, unkeptWriteCondition, uploadIdOf, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 
 const MAX_PARTS = 10_000;
@@ -62,7 +62,7 @@ export async function createMultipartUploadOp(ctx: RequestContext): Promise<Resp
   const upstream = writeUpstream(ctx);
   const res = await createMultipartUpload(upstream, { key: ctx.key, headers: requestHeaders(ctx) }, callOf(ctx));
   if (res.status !== 200) return relayError(res, upstream.bucket);
-  const doc = await resultDoc(stallBounded(ctx, res), "InitiateMultipartUploadResult", upstream.bucket);
+  const doc = await resultDoc(res, "InitiateMultipartUploadResult", upstream.bucket);
   const uploadId = childText(doc, "UploadId");
   if (uploadId === undefined || uploadId === "") throw s3Fail(s3Error("InternalError"));
   const xml = XML_DECL + `<InitiateMultipartUploadResult xmlns="${S3_XMLNS}">` + el("Bucket", ctx.bucket!.name) + el("Key", ctx.key) + el("UploadId", uploadId) + "</InitiateMultipartUploadResult>";

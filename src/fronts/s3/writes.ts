@@ -6,7 +6,6 @@
  */
 import { ProxyError } from "../../errors.ts";
 import { readCapped } from "../../http/read-capped.ts";
-import { stallGuarded } from "../../http/stall-guard.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { OperationContext } from "../../s3/operations/index.ts";
 import { RequestBodyError, type BucketUpstream } from "../../s3/upstream.ts";
@@ -216,31 +215,17 @@ export function requestHeaders(ctx: RequestContext): Headers {
  * CopyObject, UploadPartCopy: S3 sends its head at once, then whitespace while it works, "several
  * minutes" for a large Complete), with the request's deadline put off as for an upload body
  * (ctx.uploading): s3.timeout's stall check on the body bounds it instead (cut at
- * server.request_timeout, the client got a 503 while S3 finished the object). The check is
- * stall-guard.ts's on both upstream clients: fetch has none of its own once the head is in (a
- * result that stopped coming held the client, kept alive by patient.ts, until Bun's fetch gave up).
+ * server.request_timeout, the client got a 503 while S3 finished the object). The check is the
+ * upstream client's on both: the own client's sweep, send.ts's resultStallChecked for fetch.
  */
 export async function readingResult<T>(ctx: RequestContext, res: Response, read: (res: Response) => Promise<T>): Promise<T> {
   const was = ctx.uploading;
   ctx.uploading = true;
   try {
-    return await read(stallBounded(ctx, res));
+    return await read(res);
   } finally {
     ctx.uploading = was;
   }
-}
-
-/**
- * `res`, an upstream's answer to a write whose result document is read whole, with its body failed
- * (GatewayTimeout: S3 front 503 ServiceUnavailable) when it sends nothing for the bucket's
- * s3.timeout: the own client's stall check, and stall-guard.ts's for fetch, which has none of its
- * own once the head is in (a CreateMultipartUpload or DeleteObjects 200 that stalled through fetch
- * ended at server.request_timeout). readingResult's too.
- */
-export function stallBounded(ctx: RequestContext, res: Response): Response {
-  if (res.body === null) return res;
-  const body = stallGuarded(res.body, { ms: writeUpstream(ctx).timeoutMs, budgetMs: Infinity, detail: () => "The upstream stalled while sending the operation's result" });
-  return new Response(body, { status: res.status, headers: res.headers });
 }
 
 /** Awaits `p`, a read of the whole request body, with ctx.readingBody set (see RequestContext). */
