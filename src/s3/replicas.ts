@@ -11,7 +11,8 @@
  *   - preferred: otherwise, in priority order.
  *
  * Within one request, a connect error, a connection reset before the response head, a timeout,
- * a 5xx or a redirect (3xx but 304: never followed, the replica's failure) moves the read on to the next replica; a 4xx never does (a 404 is an answer), nor a 501
+ * a 5xx or a redirect (3xx but 304: never followed, the replica's failure) moves the read on to the next replica; a 4xx never does (a 404 is an answer)
+ * but a 400/403 refusing the replica's own credentials (CREDENTIAL_CODES: its configuration, not the object), nor a 501
  * NotImplemented (a store refusing what it does not implement: its breaker counts it a success),
  * nor S3's 503 SlowDown (a throttle, passed on for the client to back off: not counted either). All this
  * happens before the response head is handed to the pipeline, so before any byte reaches the
@@ -38,7 +39,8 @@ import { isOwnedBytes, markOwnedBytes } from "../http/owned-response.ts";
 import { BREAKER_STATE_CODE, type BreakerState, type CircuitBreaker } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { ReplicaSeries } from "../observe/replica-metrics.ts";
-import { attemptDeadlines, BucketUpstream, logBreaker, slowDownOf, type UpstreamDeps, type UpstreamTiming } from "./upstream.ts";
+import { attemptDeadlines, BucketUpstream, errorCodeOf, logBreaker, slowDownOf, type UpstreamDeps, type UpstreamTiming } from "./upstream.ts";
+import { CREDENTIAL_CODES, MINIO_ERROR_CODE } from "./errors.ts";
 
 type ObjectMethod = "GET" | "HEAD";
 
@@ -174,7 +176,11 @@ export class ReplicaSet implements ObjectUpstream {
       const bounded = last || timing.attemptBodyMs === undefined ? undefined : boundedAttempt(signal, timerDelay(r.upstream.timeoutMs + timing.attemptBodyMs), r.name);
       try {
         const pending = r.upstream.fetchObject(method, key, forward, bounded?.signal ?? signal, timing, last ? undefined : 1);
-        if (bounded === undefined) return await pending;
+        if (bounded === undefined) {
+          const res = await pending;
+          // (a HEAD's refusal has no body to say whether it is of the replica's credentials: told by a GET)
+          return method === "HEAD" && !last && (res.status === 403 || res.status === 400) ? await tellHeadRefusal(r, key, res, signal, timing) : res;
+        }
         // (the breaker admits the attempt synchronously, in fetchObject: this is the body recorder
         // of the state period it was admitted in, as its ticket's bodyEnded is)
         const bodyEnded = r.upstream.breaker?.bodyRecorder;
@@ -242,6 +248,16 @@ export class ReplicaSet implements ObjectUpstream {
           const told = await slowDownOf(res);
           res = told.res;
           answer = told.slowDown;
+        } else if ((status === 403 || status === 400) && !last) {
+          // A refusal of the replica's own credentials (InvalidAccessKeyId, SignatureDoesNotMatch,
+          // ExpiredToken, InvalidToken...: a rotated key, an expired session token, a wrong region
+          // configured for it) says nothing about the object: the next replica is asked, and this
+          // one's failure counted (its breaker, which counts no 4xx, does not). AccessDenied,
+          // NoSuchKey and any other 4xx are the object's answer. Answered, a client got 403 though
+          // the next replica held the object, until the readiness probe demoted this one.
+          const told = await credentialRefusalOf(res);
+          res = told.res;
+          answer = !told.refused;
         }
         if (answer || last) {
           if (r.series) (answer ? r.series.success : r.series.failure).value++;
@@ -271,6 +287,37 @@ export class ReplicaSet implements ObjectUpstream {
       if (moved) moved.value++;
     }
   }
+}
+
+/** A HEAD's 400 or 403 told by a GET of its key (tellHeadRefusal): whether it refused the replica's own credentials. */
+const credentialsTold = new WeakMap<Response, boolean>();
+
+/**
+ * Whether `res`, a replica's 400 or 403, refuses the replica's own credentials (an S3 code of
+ * CREDENTIAL_CODES, from MinIO's x-minio-error-code, a HEAD's verdict, else its error body), and
+ * the answer to hand on in its place (errorCodeOf's copy when the body was read).
+ */
+async function credentialRefusalOf(res: Response): Promise<{ refused: boolean; res: Response }> {
+  const minio = res.headers.get(MINIO_ERROR_CODE);
+  if (minio !== null) return { refused: CREDENTIAL_CODES.has(minio), res };
+  const told = credentialsTold.get(res);
+  if (told !== undefined || res.body === null) return { refused: told === true, res };
+  const { code, res: copy } = await errorCodeOf(res);
+  return { refused: code !== undefined && CREDENTIAL_CODES.has(code), res: copy };
+}
+
+/**
+ * `res`, a HEAD's 400 or 403 from replica `r` (not the last asked), its verdict for
+ * credentialRefusalOf told by a GET of the key's first byte (one attempt), whose error body says
+ * what the HEAD's cannot (MinIO's header says it at once: not asked).
+ */
+async function tellHeadRefusal(r: Replica, key: string, res: Response, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
+  if (res.headers.has(MINIO_ERROR_CODE)) return res;
+  const got = await r.upstream.fetchObject("GET", key, { range: "bytes=0-0" }, signal, timing, 1).catch(() => undefined);
+  if (got === undefined) return res;
+  if (got.status === res.status) credentialsTold.set(res, (await credentialRefusalOf(got)).refused);
+  else got.body?.cancel().catch(() => {});
+  return res;
 }
 
 /**

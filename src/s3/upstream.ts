@@ -84,12 +84,21 @@ export async function slowDownOf(res: Response): Promise<{ slowDown: boolean; re
   const told = slowDownTold.get(res);
   if (told !== undefined) return { slowDown: told, res };
   if (res.body === null) return { slowDown: false, res };
+  const { code, res: copy } = await errorCodeOf(res);
+  slowDownTold.set(copy, code === "SlowDown");
+  return { slowDown: code === "SlowDown", res: copy };
+}
+
+/**
+ * The <Code> of an error answer's body (its first 64 KiB, read within ERROR_BODY_WAIT_MS:
+ * readErrorPrefix), and the answer to hand on in its place: a Response of the same status and
+ * headers with what was read (Content-Length dropped when the rest was not).
+ */
+export async function errorCodeOf(res: Response): Promise<{ code: string | undefined; res: Response }> {
   const { raw, whole, code } = await readErrorPrefix(res);
   const headers = new Headers(res.headers);
   if (!whole) headers.delete("content-length");
-  const copy = new Response(raw, { status: res.status, statusText: res.statusText, headers });
-  slowDownTold.set(copy, code === "SlowDown");
-  return { slowDown: code === "SlowDown", res: copy };
+  return { code, res: new Response(raw, { status: res.status, statusText: res.statusText, headers }) };
 }
 
 /**

@@ -138,6 +138,31 @@ describe("bucket replicas", () => {
     }
   });
 
+  // A 403 that refuses the proxy's own credentials for a replica (a rotated key, an expired session
+  // token configured for it) says nothing about the object: the next replica is asked. It was the
+  // answer: 403 though the secondary held the object, until the readiness probe demoted the primary.
+  test("a primary that refuses the proxy's own credentials (InvalidAccessKeyId, SignatureDoesNotMatch, ExpiredToken, InvalidToken) fails over; AccessDenied stays the answer", async () => {
+    const failures = 'yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="failure"}';
+    const refusal = (code: string) => ({ kind: "reply" as const, status: 403, body: `<Error><Code>${code}</Code><Message>Refused</Message></Error>` });
+    try {
+      for (const code of ["InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"]) {
+        const before = await metric(failures);
+        primary.faults.set("/p-use1/hello.txt", refusal(code));
+        for (const method of ["GET", "HEAD"]) {
+          const res = await fetch(px.url("/products/hello.txt"), { method });
+          expect([code, method, res.status, await res.text()]).toEqual([code, method, 200, method === "GET" ? "from secondary" : ""]);
+        }
+        expect([code, await metric(failures)]).toEqual([code, before + 2]);
+      }
+      primary.faults.set("/p-use1/hello.txt", refusal("AccessDenied"));
+      secondary.resetLog();
+      for (const method of ["GET", "HEAD"]) expect([method, (await fetch(px.url("/products/hello.txt"), { method })).status]).toEqual([method, 403]);
+      expect(secondary.requests.filter((r) => !r.admin && r.pathname.endsWith("/hello.txt"))).toEqual([]);
+    } finally {
+      primary.faults.delete("/p-use1/hello.txt");
+    }
+  });
+
   test("the primary's endpoint dies under load: no failed request, traffic moves to the secondary, /ready names the failed replica; it recovers: traffic moves back", async () => {
     const failoversBefore = await metric('yatagarasu_s3_failovers_total{bucket="products",from="primary",to="secondary"}');
     const l = load(4);
