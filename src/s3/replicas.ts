@@ -279,8 +279,13 @@ export class ReplicaSet implements ObjectUpstream {
           if (r.series) r.series.failure.value++;
           throw err;
         }
-        if (r.series) (err instanceof ProxyError && err.code === "CircuitOpen" ? r.series.skipped : r.series.failure).value++;
+        const skipped = err instanceof ProxyError && err.code === "CircuitOpen";
+        if (r.series) (skipped ? r.series.skipped : r.series.failure).value++;
         if (last) throw err;
+        // A replica its half-open breaker refused (trial slots taken) was skipped, as one whose
+        // breaker is open is left out of the order: neither is a failover (a read that moved on
+        // from a replica it asked), which counted the first and not the second.
+        if (skipped) continue;
       }
       const next = order[i + 1];
       const moved = r.series?.failoverTo.get(next.name);

@@ -163,6 +163,46 @@ describe("bucket replicas", () => {
     }
   });
 
+  // A replica skipped, its breaker open (left out of the read's order) or half-open with its trial
+  // slot taken (refused when asked), is no failover: yatagarasu_s3_failovers_total counts reads
+  // that moved on from a replica they asked, each one after that replica's failure. The half-open
+  // refusal was counted a failover, the open skip not.
+  test("yatagarasu_s3_failovers_total counts a read moved on after the primary failed, not one that skipped its open or half-open breaker", async () => {
+    const series = (result: string) => `yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="${result}"}`;
+    const counts = async () => ({ failovers: await metric('yatagarasu_s3_failovers_total{bucket="products",from="primary",to="secondary"}'), failures: await metric(series("failure")), skipped: await metric(series("skipped")) });
+    const get = async () => {
+      const res = await fetch(px.url("/products/hello.txt"));
+      return [res.status, await res.text()];
+    };
+    const before = await counts();
+    const { promise: held, resolve: release } = Promise.withResolvers<void>();
+    let trial: Promise<unknown[]> | undefined;
+    try {
+      // three failures (failure_threshold) open the primary's breaker; the next read skips it
+      primary.faults.set("/p-use1/hello.txt", { kind: "error500" });
+      for (let i = 0; i < 4; i++) expect(await get()).toEqual([200, "from secondary"]);
+      primary.faults.delete("/p-use1/hello.txt");
+      // half-open (timeout_seconds 0.5, half_open_max_requests 1): the trial read is held at the
+      // primary (its probes too, so none closes the breaker meanwhile); the next read is refused there
+      primary.faults.set("*", { kind: "delay", ms: 20_000, until: held });
+      await waitFor(async () => (await ready()).body.buckets.products.replicas?.primary.circuit === "half_open", { message: "the primary's breaker to half-open" });
+      const from = Date.now();
+      trial = get();
+      await waitFor(() => primary.requests.some((r) => r.pathname === "/p-use1/hello.txt" && r.at >= from), { message: "the trial read at the primary" });
+      expect(await get()).toEqual([200, "from secondary"]);
+    } finally {
+      primary.faults.delete("*");
+      primary.faults.delete("/p-use1/hello.txt");
+      release();
+    }
+    expect(await trial).toEqual([200, "from primary"]);
+    const after = await counts();
+    // (every failover here follows a failure of the primary; skipped: the open skip and the refusal)
+    expect(after.failures - before.failures).toBeGreaterThanOrEqual(3);
+    expect(after.failovers - before.failovers).toBe(after.failures - before.failures);
+    expect(after.skipped - before.skipped).toBeGreaterThanOrEqual(2);
+  });
+
   test("the primary's endpoint dies under load: no failed request, traffic moves to the secondary, /ready names the failed replica; it recovers: traffic moves back", async () => {
     const failoversBefore = await metric('yatagarasu_s3_failovers_total{bucket="products",from="primary",to="secondary"}');
     const l = load(4);
