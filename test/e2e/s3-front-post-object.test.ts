@@ -564,6 +564,33 @@ test("form uploads share the process's buffer budget (s3_api.form_upload_buffer_
   }
 });
 
+// A form that fails while a part is in flight (here BadDigest, told once the file's end is read,
+// after the first 5 MiB part went up) gave its buffers back to the budget before that part settled:
+// up to a part's 5 MiB per failing upload held outside s3_api.form_upload_buffer_mib. Seen at the
+// budget's release: the part's answer must have come first.
+test("a form upload that fails while a part is in flight keeps its buffers in the shared budget until that part settled", async () => {
+  const key = "budget/in-flight.bin";
+  const budget = env.app.formBuffers;
+  const partAnswered = () => env.s3.requests.some((r) => r.pathname.endsWith(`/${key}`) && r.method === "PUT" && r.query.uploadId !== undefined && r.status !== 0);
+  const released: boolean[] = [];
+  const release = budget.release;
+  budget.release = (n: number) => {
+    released.push(partAnswered());
+    release.call(budget, n);
+  };
+  // (the part answered 300 ms late: the form's end is read, and refused, meanwhile)
+  env.s3.faults.set(`/up/${key}`, { kind: "delay", ms: 300, method: "PUT", times: 1 });
+  try {
+    const other = new Bun.CryptoHasher("md5").update("other").digest("base64");
+    await refused(postForm(presignWithExtra(policyFor("up", key), { "Content-MD5": other }), bytesOf(6 * MiB, 49)), 400, "BadDigest", key);
+  } finally {
+    budget.release = release;
+    env.s3.faults.clear();
+  }
+  expect(released).toEqual([true]);
+  expect(budget.reserved).toBe(0);
+});
+
 test("the form's credential is checked against the config live when its fields arrive: a key removed (or a grant narrowed) by a reload meanwhile is refused, nothing stored", async () => {
   const own = await startUploadEnv();
   try {

@@ -365,11 +365,13 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     ctx.uploading = false;
     // The access log's bytes_in: the file's bytes that came (the form's other fields not counted).
     ctx.bytesIn = total;
+    // The part in flight settles first: its buffer is the upload's until then (released before, a
+    // failing upload held up to a part outside the budget), and an abort during it could leave
+    // that part behind.
+    await inFlight?.catch(() => {});
     budget.release(reserved);
     if (uploadId !== undefined) {
       const id = uploadId;
-      // the part in flight settles first (an abort during it could leave that part behind)
-      await inFlight?.catch(() => {});
       // (not with the client's signal: it may be why the upload failed)
       await abandon(id);
     }
