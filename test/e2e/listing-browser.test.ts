@@ -18,8 +18,15 @@ const CREDS = { accessKeyId: "AKIAE2EBROWSER", secretAccessKey: "e2e-browser-sec
 const HOSTILE = "<img src=x onerror=alert(1)>.txt";
 const BIG = Uint8Array.from({ length: 2560 }, (_, i) => (i * 7) & 0xff); // 2.5 KiB of every byte value
 
-/** Names that differ only in spaces: each pair looked the same on the page. */
-const LOOKALIKES = ["report.pdf", "report.pdf ", " report.pdf", "a b.txt", "a  b.txt", "a\u00a0b.txt", "c\u2009d.txt", "c d.txt", "dir /x", "dir/x"];
+/**
+ * Names that differ only in spaces, or in how Unicode writes the same text (é as one character or
+ * as e and a combining accent, as macOS writes names; Å or the Angstrom sign; a Hangul syllable
+ * or its jamo; ≮ or < and a combining slash): each pair looked the same on the page.
+ */
+const LOOKALIKES = [
+  "report.pdf", "report.pdf ", " report.pdf", "a b.txt", "a  b.txt", "a\u00a0b.txt", "c\u2009d.txt", "c d.txt", "dir /x", "dir/x",
+  "caf\u00e9.txt", "cafe\u0301.txt", "\u00c5.txt", "\u212b.txt", "\ud55c.txt", "\u1112\u1161\u11ab.txt", "\u226e.txt", "<\u0338.txt",
+];
 
 /** A name as long as S3 allows, with no space to break at: three 200-character folders and a file. */
 const LONG = `${"y".repeat(200)}/${"z".repeat(200)}/${"w".repeat(200)}/${"v".repeat(200)}.txt`;
@@ -114,7 +121,7 @@ clientTest("chromium")(
 );
 
 clientTest("chromium")(
-  "names that differ only in spaces (one at either end, two in a row, a no-break or thin space) read differently, and each link opens its own object",
+  "names that differ only in spaces (one at either end, two in a row, a no-break or thin space) or in their Unicode form (composed or not) read differently, and each link opens its own object",
   async () => {
     await using b = await launchBrowser({ context: { acceptDownloads: true } });
     const page = b.page;
@@ -127,6 +134,11 @@ clientTest("chromium")(
     expect(shown).toContain("⟨U+0020⟩report.pdf");
     expect(shown).toContain("a⟨U+00A0⟩b.txt");
     expect(shown).toContain("c⟨U+2009⟩d.txt");
+    // the composed forms read as they are, the others with what a composed form would merge shown
+    // (in S3's order: by UTF-8 bytes)
+    expect(shown.filter((n) => !/^[a-z ⟨]/i.test(n) || n.startsWith("⟨U+212B"))).toEqual(["<⟨U+0338⟩.txt", "\u00c5.txt", "\u1112⟨U+1161⟩⟨U+11AB⟩.txt", "⟨U+212B⟩.txt", "\u226e.txt", "\ud55c.txt"]);
+    expect(shown).toContain("caf\u00e9.txt");
+    expect(shown).toContain("cafe⟨U+0301⟩.txt");
     const bodies: string[] = [];
     for (const [i, name] of shown.entries()) {
       if (name.endsWith("/")) continue;
