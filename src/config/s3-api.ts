@@ -78,6 +78,11 @@ export const S3StsSchema = z.strictObject({
 
 /** s3_api.form_upload_buffer_mib's default. */
 export const DEFAULT_FORM_UPLOAD_BUFFER_MIB = 256;
+/**
+ * The most one upload holds of it: a signed aws-chunked chunk of 16 MiB at most, less its first
+ * MiB (not counted); a form upload holds 10 MiB at most (two 5 MiB part buffers).
+ */
+const MIN_FORM_UPLOAD_BUFFER_MIB = 15;
 
 export const S3ApiSchema = z.strictObject({
   enabled: z.boolean().default(true),
@@ -103,8 +108,15 @@ export const S3ApiSchema = z.strictObject({
    * What browser form uploads (PostObject) may hold in their part buffers together, per process
    * (each holds 256 KiB to 10 MiB), with the signed aws-chunked chunks above 1 MiB held for their
    * signature check (up to 16 MiB each); an upload that would need more is answered 503 SlowDown.
+   * At least what one upload may hold: with less, that upload was SlowDown at every try, however
+   * idle the process ("retry shortly"; 8 refused every form upload of a file above 5 MiB).
    */
-  form_upload_buffer_mib: z.number().int().min(1).max(65536).default(DEFAULT_FORM_UPLOAD_BUFFER_MIB),
+  form_upload_buffer_mib: z
+    .number()
+    .int()
+    .min(MIN_FORM_UPLOAD_BUFFER_MIB, `must be at least ${MIN_FORM_UPLOAD_BUFFER_MIB} (MiB): one upload may hold 10 MiB (a form upload's two part buffers) or 15 MiB (a signed aws-chunked chunk of 16 MiB, its first MiB not counted); with less, such an upload is 503 SlowDown at every try`)
+    .max(65536)
+    .default(DEFAULT_FORM_UPLOAD_BUFFER_MIB),
   /** The longest lifetime of a presigned URL (SigV4 allows 7 days); also the default. Default 900. */
   presign_max_seconds: z.number().int().min(1).max(604800).optional(),
   credentials: z.array(S3CredentialSchema).default([]),

@@ -53,11 +53,12 @@ describe("s3_api", () => {
     expect(c.s3_api!.credentials[0]).toEqual({ access_key_id: "AKIDAPP1", secret_access_key: SECRET, identity: "app1", claims: { team: "a" }, buckets: { products: ["read", "list"] } });
   });
 
-  test("shape errors name their path: permissions, key id, short secret, domain, region, skew, unknown keys", () => {
+  test("shape errors name their path: permissions, key id, short secret, domain, region, skew, a form upload budget one upload outgrows, unknown keys", () => {
     const got = paths(`${BUCKETS}s3_api:
   domain: "https://s3.example.com/"
   region: "US EAST"
   max_clock_skew_seconds: 0
+  form_upload_buffer_mib: 8
   bogus: 1
   credentials:
     - { access_key_id: "a/b", secret_access_key: short, identity: "-bad", buckets: { products: [upload] } }
@@ -67,6 +68,8 @@ describe("s3_api", () => {
         expect.stringMatching(/^s3_api\.domain: must be a DNS name/),
         expect.stringMatching(/^s3_api\.region: must be a region name/),
         expect.stringMatching(/^s3_api\.max_clock_skew_seconds: /),
+        // (8 MiB: a form upload of a 6 MiB file, which holds 10 MiB, was 503 SlowDown "retry shortly" at every try)
+        expect.stringMatching(/^s3_api\.form_upload_buffer_mib: must be at least 15 /),
         "s3_api.bogus: unknown key 'bogus'",
         expect.stringMatching(/^s3_api\.credentials\[0\]\.access_key_id: must be 3-128/),
         "s3_api.credentials[0].secret_access_key: must be at least 16 characters, got 5 characters",
