@@ -4,7 +4,8 @@
  * computed in the constructor; `fetchObject` does only per-request work.
  *
  * Retries happen before anything is returned to the pipeline, so before any byte reaches the
- * client. 4xx is never retried; connect errors and 500/502/503/504 are, with full-jitter backoff.
+ * client. 4xx is never retried; connect errors and 500/502/503/504 are, with full-jitter backoff
+ * (at least the answer's Retry-After; one longer than max_backoff_ms is passed on, not retried).
  * A timeout (no response headers within s3.timeout) is a 504 and is not retried.
  *
  * `send` is any other signed S3 request, with a request body or not (src/s3/send.ts holds its
@@ -207,6 +208,18 @@ const DEFAULT_RETRY: RetryConfig = { max_attempts: 3, initial_backoff_ms: 100, m
 
 /** The own client's default (pool.ts) when no server.buffer_threshold_bytes is passed. */
 const DEFAULT_BUFFER_BODY_UP_TO = 1024 * 1024;
+
+/**
+ * An upstream answer's Retry-After in milliseconds (delay-seconds or an HTTP-date, RFC 9110
+ * 10.2.3); 0 when absent, unreadable or already past.
+ */
+export function retryAfterMs(value: string | null, now = Date.now()): number {
+  if (value === null) return 0;
+  const v = value.trim();
+  if (/^\d{1,9}$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? 0 : Math.max(0, at - now);
+}
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -466,9 +479,14 @@ export class BucketUpstream {
       timing.attemptFrom = undefined;
       this.metrics?.observeS3(this.name, res.status, elapsed / 1000);
       if (isRetryableStatus(res.status) && !last) {
-        res.body?.cancel().catch(() => {});
-        await this.backoff(attempt, signal);
-        continue;
+        // The upstream's Retry-After is honoured: waited for when it is within max_backoff_ms, else
+        // its answer is passed on at once (with that Retry-After) for the client to wait.
+        const told = retryAfterMs(res.headers.get("retry-after"));
+        if (told <= this.retry.max_backoff_ms) {
+          res.body?.cancel().catch(() => {});
+          await this.backoff(attempt, signal, told);
+          continue;
+        }
       }
       return res;
     }
@@ -508,9 +526,9 @@ export class BucketUpstream {
     return new ProxyError(connectTimeout ? "GatewayTimeout" : "UpstreamUnreachable", { cause: err });
   }
 
-  private async backoff(attempt: number, signal: AbortSignal): Promise<void> {
+  private async backoff(attempt: number, signal: AbortSignal, atLeastMs = 0): Promise<void> {
     this.metrics?.s3Retry(this.name);
-    const ms = backoffDelay(attempt, this.retry.initial_backoff_ms, this.retry.max_backoff_ms, this.random);
+    const ms = Math.max(atLeastMs, backoffDelay(attempt, this.retry.initial_backoff_ms, this.retry.max_backoff_ms, this.random));
     if (ms > 0) await sleep(ms, signal);
   }
 

@@ -265,3 +265,34 @@ clientTest()(
   },
   T,
 );
+
+clientTest()(
+  "@aws-sdk/client-s3 under an upstream SlowDown with Retry-After: one longer than s3.retry's max_backoff_ms (30 s) is passed on after one upstream attempt (was retried twice within ~100 ms); one within it (1 s) is waited for before the retry",
+  async () => {
+    const c = new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials: APP, maxAttempts: 1 });
+    const slowDown = (after: string, times?: number) => ({ kind: "error", status: 503, code: "SlowDown", message: "Please reduce your request rate.", headers: { "Retry-After": after }, times, method: "GET" }) as const;
+    env.s3.faults.set("/data/dir/a.txt", slowDown("30"));
+    env.s3.faults.set("/data/dir/b.txt", slowDown("1", 1));
+    const from = Date.now();
+    try {
+      const [long, short] = await Promise.all([
+        c.send(new GetObjectCommand({ Bucket: "data", Key: "dir/a.txt" })).then(
+          () => "answered",
+          (e) => ({ code: e.name, retryAfter: e.$response?.headers?.["retry-after"] }),
+        ),
+        c.send(new GetObjectCommand({ Bucket: "data", Key: "dir/b.txt" })).then((g) => g.Body!.transformToString()),
+      ]);
+      expect(long).toEqual({ code: "SlowDown", retryAfter: "30" });
+      expect(env.s3.faults.hits("/data/dir/a.txt")).toBe(1);
+      expect(short).toBe("BB");
+      const gets = env.s3.requests.filter((e) => e.at >= from && e.method === "GET" && e.pathname === "/data/dir/b.txt");
+      expect(gets.map((e) => e.status)).toEqual([503, 200]);
+      expect(gets[1]!.at - gets[0]!.at).toBeGreaterThanOrEqual(950);
+    } finally {
+      env.s3.faults.delete("/data/dir/a.txt");
+      env.s3.faults.delete("/data/dir/b.txt");
+      c.destroy();
+    }
+  },
+  T,
+);
