@@ -62,6 +62,29 @@ export function s3RequestIdOf(headers: Headers): string | undefined {
   return v !== null && /^[A-Za-z0-9+/=_.-]{1,128}$/.test(v) ? v : undefined;
 }
 
+/**
+ * An upstream answer's Retry-After in milliseconds (delay-seconds or an HTTP-date, RFC 9110
+ * 10.2.3); 0 when absent, unreadable or already past.
+ */
+export function retryAfterMs(value: string | null, now = Date.now()): number {
+  if (value === null) return 0;
+  const v = value.trim();
+  if (/^\d{1,9}$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? 0 : Math.max(0, at - now);
+}
+
+/**
+ * The Retry-After the proxy relays for an upstream's: its delay-seconds as sent (up to 5 digits),
+ * an HTTP-date as the seconds until it (rounded up, at most 99999), else 1.
+ */
+export function relayedRetryAfter(value: string | null | undefined, now = Date.now()): string {
+  if (value == null) return "1";
+  if (/^\d{1,5}$/.test(value)) return value;
+  const ms = retryAfterMs(value, now);
+  return ms > 0 ? String(Math.min(99999, Math.ceil(ms / 1000))) : "1";
+}
+
 export function mapS3Error(status: number, s3Code: string | undefined, retryAfter?: string | null, s3RequestId?: string, s3Body?: Uint8Array): ProxyError {
   // (own keys only: an upstream's <Code>constructor</Code> was Object.prototype's function, taken for a code)
   let code: ErrorCode | undefined = s3Code && Object.hasOwn(BY_S3_CODE, s3Code) ? BY_S3_CODE[s3Code] : undefined;
@@ -82,7 +105,7 @@ export function mapS3Error(status: number, s3Code: string | undefined, retryAfte
     else code = "BadGateway";
   }
   const headers: Record<string, string> = {};
-  if (code === "SlowDown" || code === "ServiceUnavailable") headers["retry-after"] = retryAfter && /^\d{1,5}$/.test(retryAfter) ? retryAfter : "1";
+  if (code === "SlowDown" || code === "ServiceUnavailable") headers["retry-after"] = relayedRetryAfter(retryAfter);
   return new ProxyError(code, { headers, detail: status >= 300 && status < 400 ? redirectDetail(status, s3Code) : detailOf(code, s3Code), cause: s3Body === undefined ? { s3Status: status, s3Code, s3RequestId } : { s3Status: status, s3Code, s3RequestId, s3Body } });
 }
 

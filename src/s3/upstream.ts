@@ -24,7 +24,7 @@ import { fetchedAnswer } from "../http/headers.ts";
 import { contentLengthOf, exchangeController, fetchFramed, fetchWithBody, holdPaced, prepareSend, type PreparedSend, type SendRequest, wholeAnswer } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
-import { CREDENTIAL_CODES, MINIO_ERROR_CODE, parseS3ErrorCode, readErrorPrefix, SLOW_DOWN_REASON, slowDownTold } from "./errors.ts";
+import { CREDENTIAL_CODES, MINIO_ERROR_CODE, parseS3ErrorCode, readErrorPrefix, retryAfterMs, SLOW_DOWN_REASON, slowDownTold } from "./errors.ts";
 import { decodeComponent } from "../util/text.ts";
 import { certRefusalHint } from "../util/tls-refusal.ts";
 
@@ -208,18 +208,6 @@ const DEFAULT_RETRY: RetryConfig = { max_attempts: 3, initial_backoff_ms: 100, m
 
 /** The own client's default (pool.ts) when no server.buffer_threshold_bytes is passed. */
 const DEFAULT_BUFFER_BODY_UP_TO = 1024 * 1024;
-
-/**
- * An upstream answer's Retry-After in milliseconds (delay-seconds or an HTTP-date, RFC 9110
- * 10.2.3); 0 when absent, unreadable or already past.
- */
-export function retryAfterMs(value: string | null, now = Date.now()): number {
-  if (value === null) return 0;
-  const v = value.trim();
-  if (/^\d{1,9}$/.test(v)) return Number(v) * 1000;
-  const at = Date.parse(v);
-  return Number.isNaN(at) ? 0 : Math.max(0, at - now);
-}
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

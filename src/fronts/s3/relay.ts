@@ -14,7 +14,7 @@ import { CHECKSUM_VALUE_HEADERS } from "../../s3/operations/common.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { CREDENTIAL_CODES, s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
-import { redirectDetail, s3RequestIdOf, SLOW_DOWN_REASON } from "../../s3/errors.ts";
+import { redirectDetail, relayedRetryAfter, s3RequestIdOf, SLOW_DOWN_REASON } from "../../s3/errors.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 import { ReplicaSet, type ObjectUpstream } from "../../s3/replicas.ts";
 
@@ -144,7 +144,7 @@ const BUCKET_CHAR = /^[A-Za-z0-9.-]$/;
  */
 export function errorOf(status: number, doc: XmlElement | undefined, upstreamBucket: string | readonly string[], retryAfter?: string | null): S3Error {
   const e = errorCode(status, doc, upstreamBucket);
-  if (e.status === 503) e.headers = { "retry-after": retryAfterOf(retryAfter) };
+  if (e.status === 503) e.headers = { "retry-after": relayedRetryAfter(retryAfter) };
   return e;
 }
 
@@ -157,8 +157,6 @@ export function entryErrorOf(entry: XmlElement, upstreamBucket: string): { code:
   const e = errorCode(200, entry, upstreamBucket);
   return { code: e.code, message: e.message };
 }
-
-const retryAfterOf = (v: string | null | undefined): string => (v != null && /^\d{1,5}$/.test(v) ? v : "1");
 
 function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: string | readonly string[]): S3Error {
   const code = doc?.name === "Error" ? doc.children.find((c) => c.name === "Code")?.text.trim() : undefined;
@@ -249,7 +247,7 @@ export async function relayError(res: Response, upstreamBucket: string | readonl
   // (a 503 with S3's reason phrase and no readable code, as a HEAD's: S3's SlowDown)
   const slowDown = res.status === 503 && doc?.name !== "Error" && SLOW_DOWN_REASON.test(res.statusText);
   const e = slowDown
-    ? s3Error("SlowDown", undefined, undefined, { "retry-after": retryAfterOf(res.headers.get("retry-after")) })
+    ? s3Error("SlowDown", undefined, undefined, { "retry-after": relayedRetryAfter(res.headers.get("retry-after")) })
     : res.status === 404 && !coded && notFound !== undefined
       ? s3Error(notFound)
       : errorOf(res.status, doc, upstreamBucket, res.headers.get("retry-after"));
