@@ -16,7 +16,8 @@
  *
  * The request is the action it presigns (s3:PutObject or s3:GetObject) on the plain front: it
  * passes the bucket's admission, the token's verification, the claim rules (write_claims for a
- * PUT) and the bucket's authorizer, so a token that may not write gets no PUT URL. The URL is
+ * PUT) and the bucket's authorizer (OPA's `method`: the URL's, src/proxy/phases/authorize.ts), so
+ * a token that may not write gets no PUT URL. The URL is
  * SigV4 query-signed for the S3 front with STS session credentials minted for that token
  * (src/fronts/s3/sts.ts: the token's claims travel in the session, X-Amz-Security-Token carries
  * it), so the S3 front checks the same user's rights again when the URL is used. Nothing is stored.

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test, setDefaultTimeout } from "
 import { presignUrl } from "../../src/fronts/presign.ts";
 import { S3Signer } from "../../src/s3/sigv4.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
+import { OpaServer } from "../fixtures/opa.ts";
 import { bearer, bucket, rawRequest, startWriteEnv, STS_KEY, token, WRITER, type WriteEnv } from "./plain-write-env.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -16,6 +17,8 @@ const T = 20_000;
 
 let s3: S3Fixture;
 let env: WriteEnv;
+// a policy written on input.method: reads (GET) only
+const opa = OpaServer.start({ "yatagarasu/allow": (input: { method: string }) => input.method === "GET" });
 const CUTOFF = Math.floor(Date.now() / 1000) - 3600;
 
 const buckets = (ep: string) =>
@@ -26,7 +29,8 @@ const buckets = (ep: string) =>
   bucket("under_score", "/under", "rw", ep, "") +
   // a revocation cut-off: tokens issued before it are refused
   bucket("recent", "/recent", "rw", ep, `    auth: { enabled: true, claims: [{ claim: iat, operator: gte, value: ${CUTOFF} }] }\n`) +
-  bucket("bad!name", "/badname", "rw", ep, "    auth: { enabled: true }\n");
+  bucket("bad!name", "/badname", "rw", ep, "    auth: { enabled: true }\n") +
+  bucket("opa", "/opa", "rw", ep, `    access: read-write\n    auth: { enabled: true }\n    authorization: { type: opa, opa_url: "${opa.url}", opa_policy_path: yatagarasu/allow, opa_cache_ttl_seconds: 0, opa_timeout_ms: 5000 }\n`);
 
 interface Presigned {
   url: string;
@@ -47,6 +51,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.stop();
   await s3?.stop();
+  opa.close();
 });
 
 describe("claim rules on the token's timing claims (iat, exp)", () => {
@@ -308,6 +313,22 @@ describe("presigned POST (S3's browser form upload)", () => {
   test("no policy for a token the write rules refuse, nor on a read-only bucket", async () => {
     expect((await presign("/ruled/x.txt", "method=POST", bearer({ role: "reader" }))).status).toBe(403);
     expect((await presign("/ro/x.txt", "method=POST")).status).toBe(403);
+  }, T);
+});
+
+describe("the bucket's authorizer", () => {
+  // (OPA was sent the presign call's own method, POST, whatever the URL was for: a policy on
+  // input.method refused every GET URL, and one allowing POST would have granted PUT URLs)
+  test("OPA's input.method is the presigned URL's method (what it will be used for), with its action; the URL's use is asked the same", async () => {
+    await s3.put("rw", "opa.txt", "via opa");
+    const from = opa.requests.length;
+    const got = await presign("/opa/opa.txt", "method=GET");
+    expect(got.status).toBe(200);
+    expect([(await presign("/opa/opa.txt", "method=PUT")).status, (await presign("/opa/opa.txt", "method=POST")).status]).toEqual([403, 403]);
+    const used = await fetch(((await got.json()) as Presigned).url);
+    expect([used.status, await used.text()]).toEqual([200, "via opa"]);
+    const asked = opa.requests.slice(from).map((r) => (r.body as { input: { method: string; action: string; path: string } }).input);
+    expect(asked.map((i) => `${i.method} ${i.action} ${i.path}`)).toEqual(["GET s3:GetObject /opa/opa.txt", "PUT s3:PutObject /opa/opa.txt", "POST s3:PutObject /opa/opa.txt", "GET s3:GetObject /opa/opa.txt"]);
   }, T);
 });
 

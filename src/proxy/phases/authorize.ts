@@ -9,6 +9,7 @@
 import { ProxyError } from "../../errors.ts";
 import { clientIp, type RequestContext } from "../context.ts";
 import type { BucketRuntime } from "../../runtime.ts";
+import type { PresignParams } from "../../fronts/presign.ts";
 
 /**
  * OPA's `input.path`. Plain front: the request path (`/<path_prefix>/<key>`). S3 front: always
@@ -43,8 +44,15 @@ export function mayOnSource(ctx: RequestContext, from: BucketRuntime, key: strin
   return authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: from.name, key, path: `/${from.name}/${key}`, method: "GET", action, clientIp: clientIp(ctx), trace: ctx.span, failClosed });
 }
 
+/**
+ * OPA's `input.method`: the request's, but for a plain-front presign request (POST ?presign) the
+ * presigned URL's (GET, PUT or POST: what the URL will be used for, as its `action` says). It was
+ * the presign call's own POST, so a policy on `input.method` (GET only, say) refused GET URLs and
+ * would have granted a PUT URL where POSTs are allowed.
+ */
 export function mayAlso(ctx: RequestContext, action: string, failClosed = false, key = ctx.key, path = authzPath(ctx)): Promise<boolean> {
   const authorizer = ctx.bucket?.authorizer;
   if (authorizer === undefined) return Promise.resolve(true);
-  return authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key, path, method: ctx.method, action, clientIp: clientIp(ctx), trace: ctx.span, failClosed });
+  const method = (ctx.presign as PresignParams | undefined)?.method ?? ctx.method;
+  return authorizer.authorize({ claims: ctx.claims, principal: ctx.principal, bucket: ctx.bucketName, key, path, method, action, clientIp: clientIp(ctx), trace: ctx.span, failClosed });
 }
