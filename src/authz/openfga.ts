@@ -66,6 +66,15 @@
  * 2026-12-07 it was checked with openfga_relation, the read relation every editor has: whoever
  * could delete a version deleted it past its governance retention.)
  *
+ * Versions. Unset `openfga_version_relation`, a version is the object's: a viewer of `file:b/k`
+ * reads every version of k (GET ?versionId=, ListObjectVersions of its folder) and an editor
+ * deletes them. Set, the version actions (VERSIONS) need that relation: a version read is checked
+ * with it instead of openfga_relation, a version write (s3:DeleteObjectVersion,
+ * s3:PutObjectVersionAcl) with openfga_write_relation and then with it (two checks, both must
+ * allow: a relation for reading history does not let its holders delete it). The model gains, e.g.:
+ *
+ *       define versions: [user, user:*] or versions from parent
+ *
  * Limits (OpenFGA's id rules): an object id cannot contain ASCII whitespace, ':' or '#', and an object is
  * at most 256 characters, a user at most 512 characters. Requests whose key or user id break these rules are
  * denied without asking OpenFGA (logged at info). A token without the user claim is denied.
@@ -101,6 +110,16 @@ const chars = (s: string) => {
  * when it ends with "/", the bucket's `file:<bucket>/` without one), which holds all it can list.
  */
 const LISTINGS: ReadonlySet<string> = new Set<S3Action>(["s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"]);
+
+/** The actions on a version other than the current one (and ListObjectVersions, which lists them). */
+const VERSIONS: ReadonlySet<string> = new Set<S3Action>([
+  "s3:GetObjectVersion",
+  "s3:GetObjectVersionAttributes",
+  "s3:GetObjectVersionAcl",
+  "s3:ListBucketVersions",
+  "s3:DeleteObjectVersion",
+  "s3:PutObjectVersionAcl",
+]);
 
 /** The user id from the configured claim: a non-empty string (or a finite number), or undefined. */
 function userId(claims: Record<string, unknown> | undefined, claim: string): string | undefined {
@@ -144,12 +163,19 @@ export function createOpenFgaAuthorizer(cfg: AuthorizationConfig, fetchFn: typeo
         if (!ID.test(uid) || uid === "*" || chars(user) > 512) return deny("the user id is not a valid OpenFGA id", { bucket: input.bucket });
         if (!ID.test(`${input.bucket}/${key}`) || chars(object) > 256)
           return deny("the object key is not a valid OpenFGA id (whitespace, ':' or '#', or longer than 256 characters)", { bucket: input.bucket, key: input.key });
-        const relation = bypass ? cfg.openfga_bypass_relation! : input.action !== undefined && WRITE_ACTIONS.has(input.action as S3Action) ? cfg.openfga_write_relation : cfg.openfga_relation;
-        const body: Record<string, unknown> = { tuple_key: { user, relation, object } };
-        if (cfg.openfga_authorization_model_id) body.authorization_model_id = cfg.openfga_authorization_model_id;
-        const answer = await postJson(fetchFn, url, body, signal, headers, span);
-        if (answer === null || typeof answer !== "object") throw new BackendError("answer is not a JSON object");
-        return (answer as { allowed?: unknown }).allowed === true;
+        const write = input.action !== undefined && WRITE_ACTIONS.has(input.action as S3Action);
+        const check = async (relation: string) => {
+          const body: Record<string, unknown> = { tuple_key: { user, relation, object } };
+          if (cfg.openfga_authorization_model_id) body.authorization_model_id = cfg.openfga_authorization_model_id;
+          const answer = await postJson(fetchFn, url, body, signal, headers, span);
+          if (answer === null || typeof answer !== "object") throw new BackendError("answer is not a JSON object");
+          return (answer as { allowed?: unknown }).allowed === true;
+        };
+        if (bypass) return check(cfg.openfga_bypass_relation!);
+        const version = cfg.openfga_version_relation;
+        if (version === undefined || input.action === undefined || !VERSIONS.has(input.action)) return check(write ? cfg.openfga_write_relation : cfg.openfga_relation);
+        // (a version was checked as the object: a viewer of file:b/k read every older version of k)
+        return write ? (await check(cfg.openfga_write_relation)) && check(version) : check(version);
       },
     },
     now,

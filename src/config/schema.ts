@@ -111,6 +111,12 @@ export const AuthorizationSchema = z.strictObject({
    * delete); unset: never granted, not asked (see src/authz/openfga.ts).
    */
   openfga_bypass_relation: nonEmpty.optional(),
+  /**
+   * The relation a version needs (s3:GetObjectVersion, s3:ListBucketVersions, version ACLs and
+   * attributes instead of openfga_relation; s3:DeleteObjectVersion and s3:PutObjectVersionAcl as
+   * well as openfga_write_relation); unset: versions follow the object's relations (see src/authz/openfga.ts).
+   */
+  openfga_version_relation: nonEmpty.optional(),
 });
 export type AuthorizationConfig = z.infer<typeof AuthorizationSchema>;
 

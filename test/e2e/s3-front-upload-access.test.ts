@@ -43,18 +43,31 @@ beforeAll(async () => {
       { user: "folder:fga/", relation: "parent", object: "folder:fga/drop/" },
       { user: "folder:fga/", relation: "parent", object: "file:fga/doc.txt" },
       { user: "folder:fga/drop/", relation: "parent", object: "file:fga/drop/new.txt" },
+      // bucket fgav (openfga_version_relation: versions): alice views it all, edits drop/ and
+      // both/, and holds `versions` on hist/ and both/
+      { user: "user:alice", relation: "viewer", object: "folder:fgav/" },
+      ...["drop", "both"].map((d) => ({ user: "user:alice", relation: "editor", object: `folder:fgav/${d}/` })),
+      ...["hist", "both"].map((d) => ({ user: "user:alice", relation: "versions", object: `folder:fgav/${d}/` })),
+      { user: "folder:fgav/", relation: "parent", object: "file:fgav/doc.txt" },
+      ...["drop", "hist", "both"].flatMap((d) => [
+        { user: "folder:fgav/", relation: "parent", object: `folder:fgav/${d}/` },
+        { user: `folder:fgav/${d}/`, relation: "parent", object: `file:fgav/${d}/v.txt` },
+        // (a listing of the folder is asked about file:fgav/<d>/)
+        { user: `folder:fgav/${d}/`, relation: "parent", object: `file:fgav/${d}/` },
+      ]),
     ],
   });
-  env = await startUploadEnv({
-    opaUrl: opa.url,
-    moreBuckets: (endpoint) => `  - name: fga
-    path_prefix: /fga
+  const fgaBucket = (name: string, endpoint: string, extra = "") => `  - name: ${name}
+    path_prefix: /${name}
     access: read-write
     s3: { bucket: up, endpoint: "${endpoint}", access_key: "AKIDUPSTREAMWRITE", secret_key: "upstream-writer-secret-0123456789" }
     auth: { enabled: true }
-    authorization: { type: openfga, openfga_endpoint: "${fga.url}", openfga_store_id: "${fga.storeId}", openfga_cache_ttl_seconds: 0, openfga_timeout_ms: 5000 }
-`,
-    moreCredentials: `    - { access_key_id: "${ALICE.accessKeyId}", secret_access_key: "${ALICE.secretAccessKey}", identity: alice, buckets: { fga: [read, list, write, delete] } }
+    authorization: { type: openfga, openfga_endpoint: "${fga.url}", openfga_store_id: "${fga.storeId}", openfga_cache_ttl_seconds: 0, openfga_timeout_ms: 5000${extra} }
+`;
+  env = await startUploadEnv({
+    opaUrl: opa.url,
+    moreBuckets: (endpoint) => fgaBucket("fga", endpoint) + fgaBucket("fgav", endpoint, ", openfga_version_relation: versions"),
+    moreCredentials: `    - { access_key_id: "${ALICE.accessKeyId}", secret_access_key: "${ALICE.secretAccessKey}", identity: alice, buckets: { fga: [read, list, write, delete], fgav: [read, list, write, delete] } }
 `,
   });
 });
@@ -315,6 +328,38 @@ describe("the bucket authorizer (OpenFGA) checks openfga_write_relation (editor)
       expect((await tag("/fga/drop/new.txt")).status).toBe(200);
       const checks = fga.requests.map((r) => (r.body as { tuple_key: { relation: string; object: string } }).tuple_key).map((t) => `${t.relation} ${t.object}`);
       expect(checks).toEqual(["viewer file:fga/doc.txt", "editor file:fga/doc.txt", "editor file:fga/doc.txt", "editor file:fga/drop/new.txt"]);
+    },
+    T,
+  );
+});
+
+describe("OpenFGA and versions (openfga_version_relation)", () => {
+  const checks = (from: number) => fga.requests.slice(from).map((r) => (r.body as { tuple_key: { relation: string; object: string } }).tuple_key).map((t) => `${t.relation} ${t.object}`);
+  const as = (method: string, path: string, query: Array<[string, string]>) => signedFetch(env, { method, path, query, creds: ALICE });
+  test(
+    "unset: a version is the object's (a viewer reads older versions); set: a version read needs that relation, a version delete it and the write relation",
+    async () => {
+      await env.s3.put("up", "doc.txt", "doc");
+      for (const d of ["drop", "hist", "both"]) await env.s3.put("up", `${d}/v.txt`, d);
+      let from = fga.requests.length;
+      expect(await (await as("GET", "/fga/doc.txt", [["versionId", "null"]])).text()).toBe("doc");
+      expect(checks(from)).toEqual(["viewer file:fga/doc.txt"]);
+      // (a viewer of file:fgav/doc.txt read its older versions, and listed them)
+      from = fga.requests.length;
+      expect(await (await as("GET", "/fgav/doc.txt", [])).text()).toBe("doc");
+      await refused(as("GET", "/fgav/doc.txt", [["versionId", "null"]]), 403, "AccessDenied");
+      expect((await as("HEAD", "/fgav/doc.txt", [["versionId", "null"]])).status).toBe(403);
+      await refused(as("GET", "/fgav", [["versions", ""]]), 403, "AccessDenied");
+      expect(await (await as("GET", "/fgav/hist/v.txt", [["versionId", "null"]])).text()).toBe("hist");
+      expect(await (await as("GET", "/fgav", [["versions", ""], ["prefix", "hist/"]])).text()).toContain("<Key>hist/v.txt</Key>");
+      expect(checks(from)).toEqual(["viewer file:fgav/doc.txt", "versions file:fgav/doc.txt", "versions file:fgav/doc.txt", "versions file:fgav/", "versions file:fgav/hist/v.txt", "versions file:fgav/hist/"]);
+      // a version delete: the write relation and the version relation, each alone is not enough
+      from = fga.requests.length;
+      await refused(as("DELETE", "/fgav/drop/v.txt", [["versionId", "null"]]), 403, "AccessDenied");
+      await refused(as("DELETE", "/fgav/hist/v.txt", [["versionId", "null"]]), 403, "AccessDenied");
+      expect((await as("DELETE", "/fgav/both/v.txt", [["versionId", "null"]])).status).toBe(204);
+      expect(checks(from)).toEqual(["editor file:fgav/drop/v.txt", "versions file:fgav/drop/v.txt", "editor file:fgav/hist/v.txt", "editor file:fgav/both/v.txt", "versions file:fgav/both/v.txt"]);
+      expect([await env.s3.exists("up", "drop/v.txt"), await env.s3.exists("up", "hist/v.txt"), await env.s3.exists("up", "both/v.txt")]).toEqual([true, true, false]);
     },
     T,
   );
