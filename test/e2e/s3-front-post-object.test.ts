@@ -333,6 +333,24 @@ describe("refusals store nothing", () => {
     }
   });
 
+  test("a form submitted with no file chosen (a browser sends filename=\"\" and no bytes) is stored as a 0-byte object, as S3 stores it: ${filename} is empty; content-length-range from 1 refuses it", async () => {
+    // S3 refuses a form without a `file` field (above), not an empty one: `file` is "file or text
+    // content", and a 0-byte object is within the default content-length-range [0, max]
+    const boundary = "----yataNoFileChosen";
+    const noFile = (p: Post) => {
+      const parts = Object.entries(p.fields).map(([k, v]) => `--${boundary}\r\ncontent-disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`);
+      parts.push(`--${boundary}\r\ncontent-disposition: form-data; name="file"; filename=""\r\ncontent-type: application/octet-stream\r\n\r\n\r\n--${boundary}--\r\n`);
+      return fetch(p.url, { method: "POST", body: parts.join(""), headers: { "content-type": `multipart/form-data; boundary=${boundary}` } });
+    };
+    expect((await noFile(policyFor("up", "nofile/${filename}"))).status).toBe(204);
+    expect((await env.s3.read("up", "nofile/"))?.byteLength).toBe(0);
+    await env.s3.put("up", "nofile/fixed.txt", "before");
+    expect((await noFile(policyFor("up", "nofile/fixed.txt"))).status).toBe(204);
+    expect((await env.s3.read("up", "nofile/fixed.txt"))?.byteLength).toBe(0);
+    await refused(noFile(policyFor("up", "${filename}")), 400, "InvalidArgument", "", /User key must have a length greater than 0/);
+    await refused(noFile(presignWithExtraRange(policyFor("up", "nofile/guarded.txt"), 1, 100)), 400, "EntityTooSmall", "nofile/guarded.txt");
+  });
+
   test("who may write: an identity without `write`, a read-only bucket, a key the authorizer denies: AccessDenied", async () => {
     await refused(postForm(policyFor("up", "bad/reader.txt", { creds: READER }), file), 403, "AccessDenied", "bad/reader.txt");
     await refused(postForm(policyFor("ro", "bad/ro.txt"), file), 403, "AccessDenied", "bad/ro.txt");
