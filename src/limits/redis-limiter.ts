@@ -344,25 +344,46 @@ export class RedisRateLimiter {
     this.refused.clear();
   }
 
-  /** DRAIN_SCRIPT over the limits refused locally (a failure ignored: they come back as they are). */
+  /** The limit `scope` applies to `key` (the address, the bucket name; "" for the global one) in this limiter, with its Redis key. */
+  private keyedLimit(scope: RateScope, key: string): (Limit & { key: string }) | undefined {
+    if (scope === "global") return this.global && { ...this.global, key: this.globalKey };
+    if (scope === "per_ip") return this.perIp && { ...this.perIp, key: `${this.prefix}ip:${key}` };
+    return this.buckets.get(key);
+  }
+
+  /**
+   * DRAIN_SCRIPT over the limits refused locally, every batch sent at once (Redis runs them before
+   * any command sent after them). The entries it drained are forgotten once Redis has answered; a
+   * failure (no answer within connectMs, a refusal) rejects and keeps them all, for the next drain:
+   * ignored, the limits were shared with them lost, and a Redis that had not answered the drain
+   * answered no request either (local again, shared again: flapping, two lines each time).
+   */
   private async drainShared(): Promise<void> {
     if (this.refusedLocally.size === 0) return;
     const keys: string[] = [];
     const args: string[] = [];
+    const taken: Array<[string, number]> = [];
     const now = performance.now();
     for (const [id, at] of this.refusedLocally) {
       const [scope, key] = splitRefused(id);
-      const limit = scope === "global" ? this.global && { ...this.global, key: this.globalKey } : scope === "per_ip" ? this.perIp && { ...this.perIp, key: `${this.prefix}ip:${key}` } : this.buckets.get(key);
-      if (limit === undefined) continue;
+      const limit = this.keyedLimit(scope, key);
+      if (limit === undefined) {
+        this.refusedLocally.delete(id);
+        continue;
+      }
       keys.push(limit.key);
       args.push(limit.rate, limit.burst, String(Math.round((now - at) * 1000)));
+      taken.push([id, at]);
     }
-    this.refusedLocally.clear();
     // (DRAIN_BATCH keys a call: up to MAX_REFUSED addresses would hold Redis up for one long script)
+    const calls: Promise<unknown>[] = [];
     for (let i = 0; i < keys.length; i += DRAIN_BATCH) {
       const k = keys.slice(i, i + DRAIN_BATCH);
-      await withTimeout(this.send("EVAL", [DRAIN_SCRIPT, String(k.length), ...k, ...args.slice(3 * i, 3 * (i + DRAIN_BATCH))]), this.connectMs, "Redis").catch(() => undefined);
+      calls.push(withTimeout(this.send("EVAL", [DRAIN_SCRIPT, String(k.length), ...k, ...args.slice(3 * i, 3 * (i + DRAIN_BATCH))]), this.connectMs, "Redis"));
     }
+    await Promise.all(calls);
+    // (a limit refused again since it was sent keeps its later refusal, for the next drain)
+    for (const [id, at] of taken) if (this.refusedLocally.get(id) === at) this.refusedLocally.delete(id);
   }
 
   /** EVALSHA within the timeout; EVAL when Redis does not hold the script (a restarted Redis). */
@@ -418,6 +439,7 @@ export class RedisRateLimiter {
       // replica, OOM under noeviction) would be shared again only to fail the next request: the
       // script itself, on a probe key, must run. Its error stays the logged reason, once.
       if (!isRateReply(await this.run([`${this.prefix}probe`], [PROBE_LIMIT, PROBE_LIMIT]), 1)) throw new Error(NOT_THE_SCRIPT);
+      // (no answer, or a refusal: still local, the entries kept for the next check's drain)
       await this.drainShared();
       if (this.closed) return;
       if (!evictionChecked.has(this.url)) {

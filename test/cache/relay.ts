@@ -9,6 +9,10 @@
  *   relay.delayResponses(80);        // each chunk of an answer is relayed 80 ms late (in order): a slow link; 0: at once
  *   relay.sent("PING");              // chunks sent to the target so far that contain "PING"
  *   relay.accepted();                // connections accepted so far
+ *   relay.holdOn(/ARGV/);             // the next chunk a client sends that matches (and every chunk of that
+ *                                    // connection after it) is held, not sent on, until relay.release(): a command
+ *                                    // Redis gets late, or never (nothing released; the connection closed meanwhile)
+ *   relay.holding();                 // whether a connection's chunks are held now
  *   relay.blackhole(/SUBSCRIBE/);    // the open connections that sent a match (all: no argument) are silently
  *                                    // dropped: bytes both ways go nowhere, no FIN, no RST (a lost NAT/conntrack
  *                                    // entry); returns how many. New connections are relayed as before.
@@ -28,6 +32,8 @@ interface Side {
   said: string;
   /** Black-holed (both sides): nothing passes any more, the sockets stay open. */
   dead: { value: boolean };
+  /** Client side: chunks held (holdOn) until release(); undefined: relayed at once. */
+  held?: Uint8Array[];
 }
 
 function send(s: Socket<Side>, data: Uint8Array): void {
@@ -57,6 +63,8 @@ export async function tcpRelay(targetPort: number) {
   let delayMs = 0;
   let accepted = 0;
   const toTarget: string[] = [];
+  let holdMatch: RegExp | undefined;
+  let holder: Socket<Side> | undefined;
   const open = new Set<Socket<Side>>();
   /** The client sides of `open`. */
   const clients = new Set<Socket<Side>>();
@@ -120,7 +128,13 @@ export async function tcpRelay(targetPort: number) {
         const bytes = new Uint8Array(d);
         toTarget.push(Buffer.from(bytes).toString("latin1"));
         if (client.data.said.length < 4096) client.data.said += Buffer.from(bytes).toString("latin1");
-        if (client.data.peer) send(client.data.peer, bytes);
+        if (holdMatch?.test(toTarget[toTarget.length - 1]!)) {
+          holdMatch = undefined;
+          holder = client;
+          client.data.held = [];
+        }
+        if (client.data.held) client.data.held.push(bytes);
+        else if (client.data.peer) send(client.data.peer, bytes);
         else client.data.early.push(bytes);
       },
       drain: flush,
@@ -148,6 +162,20 @@ export async function tcpRelay(targetPort: number) {
     },
     delayResponses(ms: number) {
       delayMs = ms;
+    },
+    holdOn(match: RegExp) {
+      holdMatch = match;
+    },
+    holding: () => holder?.data.held !== undefined,
+    release() {
+      const c = holder;
+      holder = undefined;
+      if (!c?.data.held) return;
+      const held = c.data.held;
+      c.data.held = undefined;
+      if (!clients.has(c)) return;
+      for (const d of held) if (c.data.peer) send(c.data.peer, d);
+      else c.data.early.push(d);
     },
     blackhole(match?: RegExp): number {
       let n = 0;

@@ -426,6 +426,51 @@ describe("Redis unavailable", () => {
     }
   });
 
+  /** A limiter behind a relay whose one limit is a per-address one, 1/s with a burst of 20 (its local share, 1/2: 0.5/s, burst 10: a slow refill, a loaded host's pauses add little). */
+  async function drainedLimiter(timeoutMs: number) {
+    const relay = await tcpRelay(redis.port);
+    const log = recordingLogger();
+    const l = new RedisRateLimiter(source({ enabled: true, per_ip: { requests_per_second: 1, burst: 20, max_entries: 100, idle_seconds: 60 } }), { url: `redis://127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs, share: 2, log, retryMs: 50 });
+    const states = () => log.lines.filter((x) => x.msg.includes("shared through Redis") || x.msg.startsWith("Redis is unavailable")).map((x) => x.level);
+    /** Local decisions for `ip` until its local share refuses one: how many it admitted. */
+    const spendLocally = (ip: string) => {
+      let n = 0;
+      while ((l.check(ip) as RateCheck).ok) n++;
+      return n;
+    };
+    /** Of 10 shared decisions for `ip`, how many admitted. */
+    const admittedShared = async (ip: string) => {
+      let n = 0;
+      for (let i = 0; i < 10; i++) if ((await l.check(ip)).ok) n++;
+      return n;
+    };
+    return { relay, l, states, spendLocally, admittedShared };
+  }
+  /** The drain of the limits refused locally (DRAIN_SCRIPT's text). */
+  const DRAIN = /ARGV\[3 \* i\]/;
+
+  test("Redis back but the drain of the limits refused locally gets no answer: local until a drain succeeds, its entries kept, one line per change; it went shared with them lost, then local again (shared/local flapping)", async () => {
+    const { relay, l, states, spendLocally, admittedShared } = await drainedLimiter(50);
+    try {
+      await l.whenShared(true);
+      relay.cut();
+      await l.whenShared(false);
+      expect(spendLocally("a")).toBeGreaterThanOrEqual(10);
+      relay.holdOn(DRAIN); // that connection's drain, and all it sends after, never reach Redis
+      relay.restore();
+      await waitFor(() => relay.holding(), { message: "the drain sent" });
+      // no answer within 250 ms; then, silent for a second, the connection is replaced and the drain sent again
+      await l.whenShared(true);
+      expect(relay.accepted()).toBeGreaterThanOrEqual(3);
+      expect(states()).toEqual(["info", "warn", "info"]);
+      // a's Redis bucket drained: the one token it keeps and what 1/s refilled meanwhile; not drained, it held 20
+      expect(await admittedShared("a")).toBeLessThanOrEqual(4);
+    } finally {
+      l.close();
+      relay.close();
+    }
+  });
+
   test("a refusal answered after another request's failure made the limits local (its answer was in flight): the local share is drained at once, not left full until the next switch", async () => {
     const prefix = `t${++prefixN}:`;
     const admin = new RedisClient(redis.url);
