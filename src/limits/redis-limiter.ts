@@ -447,6 +447,10 @@ export class RedisRateLimiter {
         void this.checkEviction();
       }
       this.up = true;
+      // The limits refused locally while that drain ran (decided locally until now): drained ahead of
+      // every request's script sent from here on (one connection, answered in order). Left for the
+      // next outage's drain, they had been lost: a whole burst of each went through in Redis.
+      if (this.refusedLocally.size > 0) this.drainShared().catch(() => undefined);
       this.sharedAt = performance.now();
       this.report(true);
     } catch (err) {

@@ -471,6 +471,29 @@ describe("Redis unavailable", () => {
     }
   });
 
+  test("the requests refused locally while the drain runs are drained too, as the limits are shared again (their refusals were lost: a whole burst more went through)", async () => {
+    const { relay, l, spendLocally, admittedShared } = await drainedLimiter(500);
+    try {
+      await l.whenShared(true);
+      relay.cut();
+      await l.whenShared(false);
+      expect(spendLocally("a")).toBeGreaterThanOrEqual(10);
+      relay.holdOn(DRAIN);
+      relay.restore();
+      await waitFor(() => relay.holding(), { message: "the drain sent" });
+      // still local while the drain runs (its answer 2 s away at most): b's local share spent
+      expect(l.shared).toBe(false);
+      expect(spendLocally("b")).toBeGreaterThanOrEqual(10);
+      relay.release();
+      await l.whenShared(true);
+      expect(await admittedShared("a")).toBeLessThanOrEqual(4);
+      expect(await admittedShared("b")).toBeLessThanOrEqual(4);
+    } finally {
+      l.close();
+      relay.close();
+    }
+  });
+
   test("a refusal answered after another request's failure made the limits local (its answer was in flight): the local share is drained at once, not left full until the next switch", async () => {
     const prefix = `t${++prefixN}:`;
     const admin = new RedisClient(redis.url);
