@@ -51,5 +51,6 @@ export function buildLimiter(cfg: LimiterSource, opts: { share: number; log: Log
     log: opts.log,
     connect: opts.connect,
     reported: opts.previous instanceof RedisRateLimiter && opts.previous.redisUrl === url ? opts.previous.lastReported : undefined,
+    previous: opts.previous instanceof RedisRateLimiter ? opts.previous : undefined,
   });
 }

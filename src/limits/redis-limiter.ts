@@ -51,6 +51,11 @@ export interface RedisLimiterOptions {
    * a reload that changes nothing about Redis logs nothing about it ("each change is logged once").
    */
   reported?: boolean;
+  /**
+   * The limiter this one replaces (a reload that changed the limits): the refusals it holds for the
+   * limits this one has as they were carry over (carryRefusals).
+   */
+  previous?: RedisRateLimiter;
 }
 
 interface Limit {
@@ -211,11 +216,35 @@ export class RedisRateLimiter {
     this.idlePingMs = Math.max(IDLE_PING_MS, this.retryMs * 4);
     this.keepAliveMs = this.idlePingMs;
     this.client = this.newClient();
+    if (opts.previous) this.carryRefusals(opts.previous);
     if (opts.connect !== false) {
       this.timer = setInterval(() => void this.recheck(), this.retryMs);
       this.timer.unref?.();
       this.firstCheck = this.recheck();
     }
+  }
+
+  /**
+   * The refusals `prev` remembers for the limits this one has unchanged (the same rate and burst):
+   * the local share's buckets start drained as of them, and those refused locally are drained in
+   * Redis when it is back, as they would have been. A reload that changed another limit while the
+   * limits were local gave each client being refused a fresh local burst, and its Redis bucket,
+   * refilled meanwhile, a whole one more.
+   */
+  private carryRefusals(prev: RedisRateLimiter): void {
+    const same = (id: string): boolean => {
+      const [scope, key] = splitRefused(id);
+      const a = this.keyedLimit(scope, key);
+      const b = prev.keyedLimit(scope, key);
+      return a !== undefined && b !== undefined && a.rate === b.rate && a.burst === b.burst;
+    };
+    for (const [id, at] of prev.refused) if (same(id)) this.refused.set(id, at);
+    for (const [id, at] of prev.refusedLocally)
+      if (same(id)) {
+        this.refusedLocally.set(id, at);
+        const [scope, key] = splitRefused(id);
+        this.local.spentAt(scope, key, at);
+      }
   }
 
   private newClient(): RedisClient {

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout } from "bun:test";
 import { RedisClient } from "bun";
 import { RedisRateLimiter } from "../../src/limits/redis-limiter.ts";
+import { buildLimiter } from "../../src/limits/limiter.ts";
 import type { RateCheck, RateLimitSource } from "../../src/limits/rate-limiter.ts";
 import { RATE_SCRIPT_SHA1 } from "../../src/limits/redis-script.ts";
 import { clientTest } from "../clients/run.ts";
@@ -70,6 +71,13 @@ const within = (actual: number, expected: number, tolerance: number) => {
   expect(actual).toBeLessThanOrEqual(expected * (1 + tolerance));
 };
 const within10 = (actual: number, expected: number) => within(actual, expected, 0.1);
+
+/** Of `n` decisions of `l` for address `ip` in a row (each awaited), how many admitted. */
+async function admittedOf(l: RedisRateLimiter, ip: string, n = 10): Promise<number> {
+  let admitted = 0;
+  for (let i = 0; i < n; i++) if ((await l.check(ip)).ok) admitted++;
+  return admitted;
+}
 
 describe("shared limits", () => {
   test("the global limit holds across two processes together (±10 %), not per process", async () => {
@@ -438,19 +446,13 @@ describe("Redis unavailable", () => {
       while ((l.check(ip) as RateCheck).ok) n++;
       return n;
     };
-    /** Of 10 shared decisions for `ip`, how many admitted. */
-    const admittedShared = async (ip: string) => {
-      let n = 0;
-      for (let i = 0; i < 10; i++) if ((await l.check(ip)).ok) n++;
-      return n;
-    };
-    return { relay, l, states, spendLocally, admittedShared };
+    return { relay, l, states, spendLocally };
   }
   /** The drain of the limits refused locally (DRAIN_SCRIPT's text). */
   const DRAIN = /ARGV\[3 \* i\]/;
 
   test("Redis back but the drain of the limits refused locally gets no answer: local until a drain succeeds, its entries kept, one line per change; it went shared with them lost, then local again (shared/local flapping)", async () => {
-    const { relay, l, states, spendLocally, admittedShared } = await drainedLimiter(50);
+    const { relay, l, states, spendLocally } = await drainedLimiter(50);
     try {
       await l.whenShared(true);
       relay.cut();
@@ -464,7 +466,7 @@ describe("Redis unavailable", () => {
       expect(relay.accepted()).toBeGreaterThanOrEqual(3);
       expect(states()).toEqual(["info", "warn", "info"]);
       // a's Redis bucket drained: the one token it keeps and what 1/s refilled meanwhile; not drained, it held 20
-      expect(await admittedShared("a")).toBeLessThanOrEqual(4);
+      expect(await admittedOf(l, "a")).toBeLessThanOrEqual(4);
     } finally {
       l.close();
       relay.close();
@@ -472,7 +474,7 @@ describe("Redis unavailable", () => {
   });
 
   test("the requests refused locally while the drain runs are drained too, as the limits are shared again (their refusals were lost: a whole burst more went through)", async () => {
-    const { relay, l, spendLocally, admittedShared } = await drainedLimiter(500);
+    const { relay, l, spendLocally } = await drainedLimiter(500);
     try {
       await l.whenShared(true);
       relay.cut();
@@ -486,10 +488,49 @@ describe("Redis unavailable", () => {
       expect(spendLocally("b")).toBeGreaterThanOrEqual(10);
       relay.release();
       await l.whenShared(true);
-      expect(await admittedShared("a")).toBeLessThanOrEqual(4);
-      expect(await admittedShared("b")).toBeLessThanOrEqual(4);
+      expect(await admittedOf(l, "a")).toBeLessThanOrEqual(4);
+      expect(await admittedOf(l, "b")).toBeLessThanOrEqual(4);
     } finally {
       l.close();
+      relay.close();
+    }
+  });
+
+  test("a reload that changes another limit while the limits are local: a limit it leaves as it was keeps its local refusals (the client refused got a fresh burst), and they are drained in Redis once it is back; a changed one starts afresh", async () => {
+    const relay = await tcpRelay(redis.port);
+    const keyPrefix = `t${++prefixN}:`;
+    const perIp = { requests_per_second: 1, burst: 20, max_entries: 100, idle_seconds: 60 };
+    const src = (bucketRate: number) => source({ enabled: true, per_ip: perIp }, [{ name: "b", s3: { rate_limit: { requests_per_second: bucketRate, burst: 20 } } }]);
+    const opts = { url: `redis://127.0.0.1:${relay.port}`, keyPrefix, timeoutMs: 500, share: 2, log: recordingLogger(), retryMs: 50 };
+    const before = new RedisRateLimiter(src(1), opts);
+    let after: RedisRateLimiter | undefined;
+    try {
+      await before.whenShared(true);
+      relay.cut();
+      await before.whenShared(false);
+      // (local shares, 1/2: 0.5/s, burst 10) address a's spent, and bucket b's (each request from a new address)
+      let n = 0;
+      while ((before.check("a") as RateCheck).ok) n++;
+      while ((before.check(`x${n}`, "b") as RateCheck).ok) n++;
+      expect(n).toBeGreaterThanOrEqual(20);
+      // The reload changes bucket b's rate only (as the runtime builds its limiter).
+      const cfg = src(2);
+      after = buildLimiter({ ...cfg, server: { rate_limit: { ...cfg.server.rate_limit!, backend: "redis", redis_url: opts.url, redis_key_prefix: keyPrefix, redis_timeout_ms: 500 } } }, { share: 2, log: opts.log, previous: before }) as RedisRateLimiter;
+      before.close();
+      expect(after.shared).toBe(false);
+      // at most the one token a drained bucket keeps, and what 0.5/s refills meanwhile; afresh, 5 of 5
+      let local = 0;
+      for (let i = 0; i < 5; i++) if ((after.check("a") as RateCheck).ok) local++;
+      expect(local).toBeLessThanOrEqual(2);
+      // bucket b's limit changed: its new local share starts full
+      for (let i = 0; i < 5; i++) expect(after.check(`y${i}`, "b")).toEqual({ ok: true });
+      relay.restore();
+      await after.whenShared(true);
+      // the one token a drained bucket keeps, and what 1/s refilled meanwhile; not drained, it held 20
+      expect(await admittedOf(after, "a")).toBeLessThanOrEqual(4);
+    } finally {
+      before.close();
+      after?.close();
       relay.close();
     }
   });
