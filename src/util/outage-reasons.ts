@@ -14,7 +14,7 @@ export class OutageReasons {
   /** An outage starts, logged with `what`: the reasons an earlier one said are forgotten. */
   start(what: string): void {
     this.said.clear();
-    this.said.add(what);
+    this.said.add(what.toLowerCase());
   }
 
   /**
@@ -22,7 +22,10 @@ export class OutageReasons {
    * fewer than OUTAGE_REASONS said. The first one met in an outage whose start this did not see (a
    * reload's new limiter, its predecessor having logged the start) is taken as said.
    */
-  isNew(what: string): boolean {
+  isNew(reason: string): boolean {
+    // (one reason in another case is the same one: the rate limits' `connection closed`, when the
+    // connection's close came first, and Bun's `Connection closed`, a request's error, were two lines)
+    const what = reason.toLowerCase();
     if (this.said.size === 0) {
       this.said.add(what);
       return false;

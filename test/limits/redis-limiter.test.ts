@@ -295,7 +295,7 @@ describe("Redis unavailable", () => {
     const log = recordingLogger();
     const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 10_000, burst: 10_000 } }), { url: `redis://127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 50, share: 2, log, retryMs: 50 });
     const states = () => log.lines.filter((x) => x.msg.includes("shared through Redis") || x.level === "warn").map((x) => x.level);
-    return { relay, l, states };
+    return { relay, l, states, log };
   }
 
   test("slower than redis_timeout_ms (80 ms round trips, 50 ms timeout) under steady traffic: decided locally and stays so, one warning, no flapping; fast again: shared again", async () => {
@@ -376,6 +376,23 @@ describe("Redis unavailable", () => {
       expect(relay.accepted()).toBe(2);
       expect(states()).toEqual(["info", "warn", "info"]);
       expect(await l.check("a")).toEqual({ ok: true });
+    } finally {
+      l.close();
+      relay.close();
+    }
+  });
+
+  test("the connection closed under a request (Redis shut down, killed): one warning; the request's own error (Bun's `Connection closed`) was logged as another reason beside the close's `connection closed`", async () => {
+    const { relay, l, log } = await relayedLimiter();
+    const warnings = () => log.lines.filter((x) => x.level === "warn").map((x) => String(x.fields?.error));
+    try {
+      await l.whenShared(true);
+      const asked = l.check("a");
+      relay.cut();
+      expect((await asked).ok).toBe(true); // decided locally
+      await l.whenShared(false);
+      await waitFor(() => relay.accepted() >= 2, { message: "a check's connection refused by the cut relay" });
+      expect(warnings()).toEqual(["connection closed"]);
     } finally {
       l.close();
       relay.close();
