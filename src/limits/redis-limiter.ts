@@ -248,7 +248,7 @@ export class RedisRateLimiter {
   }
 
   private newClient(): RedisClient {
-    const c = new RedisClient(this.url, { enableOfflineQueue: false, autoReconnect: false, connectionTimeout: this.connectMs });
+    const c = new RedisClient(this.url, { enableOfflineQueue: false, autoReconnect: false, connectionTimeout: this.connectMs * 2 });
     // Closed while connecting is recheck()'s to report (with its cause); only a lost link is this.
     c.onclose = () => {
       if (this.up && this.client === c) this.lost("connection closed");
@@ -458,7 +458,13 @@ export class RedisRateLimiter {
       // Connected by its own account, but silent for silentMs: the flow is lost (no FIN or RST came). A new connection.
       if (this.silentSince !== undefined && performance.now() - this.silentSince >= this.silentMs) this.replaceClient();
       if (!this.client.connected) {
-        await withTimeout(this.client.connect(), this.connectMs, "Redis");
+        // (Bun's own connect timeout is twice ours: it came first, as `Connection closed`, and a
+        // Redis back by the time redisAuthFailure asked refused nothing: another reason logged at
+        // every outage of a frozen Redis. Ours abandons the attempt, whose close says nothing.)
+        await withTimeout(this.client.connect(), this.connectMs, "Redis").catch((err: unknown) => {
+          if (err instanceof RedisTimeout) this.replaceClient();
+          throw err;
+        });
         // A Redis whose idle timeout is shorter than the idle PING's period (`timeout 1`) closed the
         // connection under idle limits: local, logged, shared again, every two seconds.
         this.keepAliveMs = keepAlivePeriod(await redisIdleTimeout(this.client, this.connectMs), this.idlePingMs);

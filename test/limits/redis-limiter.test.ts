@@ -670,6 +670,25 @@ describe("Redis unavailable", () => {
     }
   });
 
+  test("a Redis that takes the connection but does not answer its AUTH in time (frozen, and back by the time the refusal is looked into): `no answer within` the wait, a slow Redis as every other; it was Bun's `Connection closed` (its own connect timeout came first), another reason each outage, after `no answer for N ms`", async () => {
+    const admin = new RedisClient(redis.url);
+    await admin.send("ACL", ["SETUSER", "slowauth", "on", ">Slowauth-pw-1", "~*", "+@all"]);
+    admin.close();
+    const relay = await tcpRelay(redis.port);
+    relay.holdOn(/AUTH/); // the first connection's AUTH never reaches Redis; the next ones do
+    const log = recordingLogger();
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 10_000, burst: 10_000 } }), { url: `redis://slowauth:Slowauth-pw-1@127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 50, share: 2, log, retryMs: 50 });
+    try {
+      await l.whenShared(true);
+      const warnings = log.lines.filter((x) => x.level === "warn").map((x) => String(x.fields?.error));
+      expect(warnings).toEqual(["Redis: no answer within 250 ms"]);
+      expect(JSON.stringify(log.lines)).not.toContain("Slowauth-pw-1");
+    } finally {
+      l.close();
+      relay.close();
+    }
+  });
+
   test("a wrong password: decided locally, one warning that says authentication failed, never with the password", async () => {
     await using own = await startRedis({ password: "Right-pw-4711" });
     const log = recordingLogger();
