@@ -82,15 +82,6 @@ export const IDLE_PING_MS = 1000;
 /** The probe bucket's rate and capacity: the background check's script run never runs it dry. */
 const PROBE_LIMIT = "1000000";
 
-/**
- * A reason as an outage's reasons count it (OutageReasons): every way of not answering in time (a
- * request's SLOW_STRIKES, a check's PING or connect, a silent connection, redisAuthFailure's
- * wait), whatever its wait, is one reason, a slow Redis, logged once, not a line per way.
- */
-function reasonKind(reason: string | undefined): string {
-  return reason === undefined ? "" : /\bno answer\b/.test(reason) ? "no answer" : reason;
-}
-
 /** The Redis URLs whose eviction policy this process has looked at (once each: a reload does not warn again). */
 const evictionChecked = new Set<string>();
 
@@ -578,10 +569,10 @@ export class RedisRateLimiter {
         this.asked = undefined;
         this.log.info("rate limits are shared through Redis", {});
       } else {
-        this.reasons.start(reasonKind(reason));
+        this.reasons.start(reason ?? "");
         this.log.warn("Redis is unavailable for the rate limits: this process enforces its local share until it is back", { error: reason });
       }
-    } else if (!up && this.reasons.isNew(reasonKind(reason))) {
+    } else if (!up && this.reasons.isNew(reason ?? "")) {
       // (a reason that changes while the limits are local, once each, not at every check: OutageReasons)
       this.log.warn("Redis is still unavailable for the rate limits, for another reason", { error: reason });
     }

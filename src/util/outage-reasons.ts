@@ -8,13 +8,22 @@
  */
 export const OUTAGE_REASONS = 4;
 
+/**
+ * A reason as an outage's reasons count it: every way of not answering in time (a command's
+ * timeout, a silent connection, a connect whose handshake got no answer), whatever its wait, is one
+ * reason, a slow Redis, logged once, not a line per way; and one in another case is the same one.
+ */
+function reasonKind(reason: string): string {
+  return /\bno answer\b/i.test(reason) ? "no answer" : reason.toLowerCase();
+}
+
 export class OutageReasons {
   private readonly said = new Set<string>();
 
   /** An outage starts, logged with `what`: the reasons an earlier one said are forgotten. */
   start(what: string): void {
     this.said.clear();
-    this.said.add(what.toLowerCase());
+    this.said.add(reasonKind(what));
   }
 
   /**
@@ -23,9 +32,10 @@ export class OutageReasons {
    * reload's new limiter, its predecessor having logged the start) is taken as said.
    */
   isNew(reason: string): boolean {
-    // (one reason in another case is the same one: the rate limits' `connection closed`, when the
-    // connection's close came first, and Bun's `Connection closed`, a request's error, were two lines)
-    const what = reason.toLowerCase();
+    // (the rate limits' `connection closed`, when the connection's close came first, and Bun's
+    // `Connection closed`, a request's error, were two lines; the cache layer's `no answer for
+    // 2001 ms`, a lookup's, and `no answer within 500 ms`, its reconnection's, too)
+    const what = reasonKind(reason);
     if (this.said.size === 0) {
       this.said.add(what);
       return false;

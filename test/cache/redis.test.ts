@@ -788,6 +788,25 @@ console.log(JSON.stringify(await Promise.all(urls.map((u) => redisAuthFailure(u,
     await waitFor(() => rl.health().up, { timeoutMs: 5000, message: "the layer to resume once Redis answers" });
   });
 
+  test("a Redis frozen, then its reconnection's AUTH unanswered (and Redis back by the time the refusal is looked into): one warning, every way of not answering one reason; the reconnection was Bun's `ERR_REDIS_CONNECTION_CLOSED` (its connect timeout came first), another line at every outage", async () => {
+    const admin = new RedisClient(redis.url);
+    await admin.send("ACL", ["SETUSER", "frozenauth", "on", ">Frozenauth-pw-1", "~*", "&*", "+@all"]);
+    admin.close();
+    const relay = await tcpRelay(redis.port);
+    try {
+      const log = captureLog();
+      const l = await layer({ url: `redis://frozenauth:Frozenauth-pw-1@127.0.0.1:${relay.port}`, prefix: "frozen-auth:", log, timeoutMs: 200 });
+      relay.holdOn(/AUTH/); // the next connection's AUTH never reaches Redis
+      relay.blackhole(); // the layer's connections get no answer
+      await waitFor(async () => (await l.get("b/k"), !l.health().up), { timeoutMs: 5000, message: "the layer down once Redis has not answered for 1 s" });
+      await waitFor(() => l.health().up, { timeoutMs: 5000, message: "the layer up again" });
+      expect(log.lines.filter((x) => x.level === "warn").map((x) => String(x.fields?.reason))).toEqual([expect.stringMatching(/^GET: no answer for \d+ ms$/)]);
+      expect(JSON.stringify(log.lines)).not.toContain("Frozenauth-pw-1");
+    } finally {
+      relay.close();
+    }
+  });
+
   test("a Redis answering now and then after operation_timeout_ms (a fork, another client's slow command): that lookup is a miss within the timeout, the ones made before its late answer skip Redis without sending anything, a later lookup gets its own answer, not the late one; the layer stays up, nothing logged", async () => {
     const relay = await tcpRelay(redis.port);
     try {
