@@ -10,6 +10,7 @@ import { startS3Fixture } from "../fixtures/s3.ts";
 import { Sha256 } from "@smithy/core/checksum";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { sign } from "../fixtures/jwt.ts";
+import { presignPost } from "../../src/fronts/presign.ts";
 import { APP, frontYaml, hs256, JWT_SECRET, startFrontsOn, UPSTREAM, type S3FrontEnv } from "./s3-front-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -20,7 +21,8 @@ let yaml: string;
 const now = () => Math.floor(Date.now() / 1000);
 
 beforeAll(async () => {
-  const s3 = await startS3Fixture({ buckets: [{ name: "data" }, { name: "private" }], credentials: [{ ...UPSTREAM, buckets: ["data", "private"] }] });
+  // (write: the PostObject case writes to private)
+  const s3 = await startS3Fixture({ buckets: [{ name: "data" }, { name: "private" }], credentials: [{ ...UPSTREAM, buckets: ["data", "private"], write: true }] });
   yaml = frontYaml(s3.endpoint);
   env = await startFrontsOn(yaml, s3, true);
 });
@@ -114,4 +116,29 @@ test("a session whose token's signing key a reload removed (a jwt.keys entry dro
   expect(await list(kept.session)).toBe("data,open,private");
   expect(await listObjects(kept.session)).toBe("200");
   expect(await whoAmI(kept.session)).toMatchObject({ status: 200, arn: kept.arn });
+});
+
+test("a browser form upload (PostObject) signed by a session whose token's signing key a reload removed → 400 InvalidToken, as the session's other requests (it was 403 AccessDenied); a session of a kept key still uploads", async () => {
+  const OLD = "s3-front-old-jwt-secret-0123456789abcdef";
+  const writable = yaml.replace("    path_prefix: /private\n", "    path_prefix: /private\n    access: read-write\n");
+  const withOld = writable.replace(`  secret: "`, `  keys: [{ id: old, algorithm: HS256, secret: "${OLD}" }]\n  secret: "`);
+  expect(await env.app.reload(undefined, { text: withOld, file: "reload.yaml", baseDir: "/tmp" })).toMatchObject({ ok: true });
+  const old = await assume(await sign({ sub: "alice", exp: now() + 600 }, { alg: "HS256", key: OLD }));
+  const kept = await assume(await sign({ sub: "bob", exp: now() + 600 }, { alg: "HS256", key: JWT_SECRET }));
+  /** A PostObject of a small file to `private`, signed with the session: its status and code. */
+  const post = async (s: Creds, key: string) => {
+    const t = Date.now();
+    const p = presignPost({ origin: env.endpoint, bucket: "private", key, region: "us-east-1", accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey, sessionToken: s.sessionToken, now: t, expiresAt: t + 300_000, maxSize: 1000 });
+    const form = new FormData();
+    for (const [k, v] of Object.entries(p.fields)) form.append(k, v);
+    form.append("file", new Blob(["form body"]), "f.txt");
+    const res = await fetch(p.url, { method: "POST", body: form });
+    const text = await res.text();
+    return `${res.status} ${/<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? ""}`.trim();
+  };
+  expect(await post(old.session, "form/old-before")).toBe("204");
+  expect(await env.app.reload(undefined, { text: writable, file: "reload.yaml", baseDir: "/tmp" })).toMatchObject({ ok: true });
+  expect(await post(old.session, "form/old-after")).toBe("400 InvalidToken");
+  expect(await post(kept.session, "form/kept-after")).toBe("204");
+  expect(await env.app.reload(undefined, { text: yaml, file: "reload.yaml", baseDir: "/tmp" })).toMatchObject({ ok: true });
 });

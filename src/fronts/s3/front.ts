@@ -39,7 +39,7 @@ import {
   listPartsOp,
 } from "./multipart.ts";
 import { bucketLocation, bucketVersioning, getObject, getObjectDirect, headBucket, listBuckets, objectAttributes, responseOverrides, versionIdOf } from "./operations.ts";
-import { mayAccess, SESSION_KEY_REMOVED, sessionAdmitted, sessionKeyRemoved } from "./permissions.ts";
+import { accessRefusal, mayAccess, sessionAdmitted } from "./permissions.ts";
 import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { postObjectOp } from "./post-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
@@ -426,17 +426,9 @@ export function s3Permit(ctx: RequestContext): undefined {
   if (s.op === "AssumeRoleWithWebIdentity" || s.op === "PostObject") return undefined;
   // (bucket-less: ListBuckets; a session a reload no longer admits is refused it too)
   const allowed = ctx.bucket === undefined ? s.principal !== undefined && (s.principal.kind !== "session" || sessionAdmitted(ctx.rt, s.principal.claims)) : s.op === "DeleteObjects" ? mayBatchDelete(ctx, s) : mayAccess(ctx.rt, s.principal, ctx.bucket, ctx.action);
-  if (!allowed) {
-    // A session whose token's key a reload removed no longer verifies: S3's InvalidToken, which
-    // says to get new credentials (it was AccessDenied, which says they will never do).
-    if (s.principal?.kind === "session" && sessionKeyRemoved(ctx.rt, s.principal.claims)) {
-      ctx.svc.metrics.auth("invalid");
-      return fail(s3Error("InvalidToken", SESSION_KEY_REMOVED));
-    }
-    // (an unsigned request refused counts as a plain-front request without a token: missing)
-    ctx.svc.metrics.auth(s.principal === undefined ? "missing" : "forbidden");
-    return fail(s3Error("AccessDenied"));
-  }
+  // (a session whose token's key a reload removed: S3's InvalidToken, which says to get new
+  // credentials; AccessDenied says they will never do)
+  if (!allowed) return fail(accessRefusal(ctx.rt, s.principal, ctx.svc.metrics));
   if (s.principal !== undefined) ctx.svc.metrics.auth("success");
   return undefined;
 }

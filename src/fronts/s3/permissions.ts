@@ -32,6 +32,8 @@ import { isWriteAction, type S3Action } from "../../proxy/context.ts";
 import type { BucketRuntime, Runtime } from "../../runtime.ts";
 import { writeRefusal } from "../plain-write.ts";
 import type { S3Principal } from "./identities.ts";
+import { s3Error, type S3Error } from "./errors.ts";
+import type { Metrics } from "../../observe/metrics.ts";
 
 const READ: readonly S3Permission[] = ["read"];
 const LIST: readonly S3Permission[] = ["list"];
@@ -113,6 +115,23 @@ export function sessionKeyRemoved(rt: Runtime, claims: Record<string, unknown>):
   if (!rt.config.jwt?.enabled || rt.auth === undefined) return false;
   const ref = keyRefOf(claims);
   return ref !== undefined && !rt.auth.holdsKey(ref);
+}
+
+/**
+ * S3's refusal of a request `principal`'s grants or rules refuse, counted in
+ * yatagarasu_auth_total: a session whose token's key a reload removed is 400 InvalidToken
+ * (sessionKeyRemoved: it no longer verifies), an unsigned request AccessDenied counted missing,
+ * anyone else AccessDenied. s3Permit's and PostObject's (whose form a session signed too: it was
+ * AccessDenied while the session's other requests were InvalidToken).
+ */
+export function accessRefusal(rt: Runtime, principal: S3Principal | undefined, metrics: Metrics): S3Error {
+  if (principal?.kind === "session" && sessionKeyRemoved(rt, principal.claims)) {
+    metrics.auth("invalid");
+    return s3Error("InvalidToken", SESSION_KEY_REMOVED);
+  }
+  // (an unsigned request refused counts as a plain-front request without a token: missing)
+  metrics.auth(principal === undefined ? "missing" : "forbidden");
+  return s3Error("AccessDenied");
 }
 
 /**

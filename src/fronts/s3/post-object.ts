@@ -43,7 +43,7 @@ import { isRefusal, s3ErrorOf, s3Fail } from "./fail.ts";
 import { FormDataError, formBoundary, FormReader } from "./form-data.ts";
 import type { S3RequestContext } from "./front.ts";
 import { adoptPrincipal, type S3Principal } from "./identities.ts";
-import { mayAccess } from "./permissions.ts";
+import { accessRefusal, mayAccess } from "./permissions.ts";
 import { checkPostPolicy, type PostPolicy } from "./post-policy.ts";
 import { HEADER_VALUE } from "./operations.ts";
 import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayedHeaders, relayError, tryParse } from "./relay.ts";
@@ -531,10 +531,8 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     const liveBucket = live.buckets.get(ctx.bucketName);
     if (liveBucket === undefined) fail(s3Error("NoSuchBucket", undefined, { BucketName: ctx.bucketName }));
     ctx.bucket = liveBucket;
-    if (!mayAccess(live, principal, liveBucket!, "s3:PutObject")) {
-      ctx.svc.metrics.auth("forbidden");
-      fail(s3Error("AccessDenied"));
-    }
+    // (a session whose token's key a reload removed: InvalidToken, as its other requests)
+    if (!mayAccess(live, principal, liveBucket!, "s3:PutObject")) fail(accessRefusal(live, principal, ctx.svc.metrics));
     // (counted once the grants allow the form, as s3Permit counts any other request: a form they
     // refuse is one outcome, forbidden)
     ctx.svc.metrics.auth("success");
