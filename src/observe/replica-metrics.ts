@@ -6,7 +6,7 @@
  *       replica's own retries) or skipped (its circuit breaker was open, or its half-open trial
  *       slots were taken)
  *   yatagarasu_s3_failovers_total{bucket,from,to}                 a read moved on from a replica it asked (which failed
- *       it) to the next; a skipped replica is no failover
+ *       it) to the next one it asked; a skipped replica is neither from nor to
  *   yatagarasu_s3_replica_circuit_breaker_state{bucket,replica}   0 closed, 1 open, 2 half-open
  *
  * Cardinality is bounded by the config: buckets × their replicas (at most 8) × 3 results, as
@@ -35,7 +35,7 @@ export class ReplicaMetrics {
 
   constructor(r: Registry) {
     this.requests = r.counter("yatagarasu_s3_replica_requests_total", "Reads asked of each replica of a bucket with s3.replicas, by result (success: an answer below 500; failure: 5xx, timeout or unreachable after the replica's retries; skipped: circuit breaker open).", ["bucket", "replica", "result"]);
-    this.failovers = r.counter("yatagarasu_s3_failovers_total", "Reads that moved on from a replica they asked (which failed them) to the next within the same request; a skipped replica is not counted.", ["bucket", "from", "to"]);
+    this.failovers = r.counter("yatagarasu_s3_failovers_total", "Reads that moved on from a replica they asked (which failed them) to the next one they asked within the same request; a skipped replica is neither from nor to.", ["bucket", "from", "to"]);
     this.breakers = r.gauge("yatagarasu_s3_replica_circuit_breaker_state", "Circuit breaker state per replica: 0 closed, 1 open, 2 half-open.", ["bucket", "replica"], "max");
   }
 

@@ -214,6 +214,10 @@ export class ReplicaSet implements ObjectUpstream {
     if (order.length === 0) order.push(this.replicas[0]);
     if (order.length < this.replicas.length) for (const r of this.replicas) if (r.series && !order.includes(r)) r.series.skipped.value++;
     let attempts = 0;
+    // The replica asked last that failed the read, whose failover is counted once the read asks
+    // another: to that one (a replica skipped between them, its half-open breaker refusing, was
+    // counted as the `to` of a failover it never took part in).
+    let failedFrom: Replica | undefined;
     for (let i = 0; ; i++) {
       const r = order[i];
       const last = i === order.length - 1;
@@ -231,6 +235,12 @@ export class ReplicaSet implements ObjectUpstream {
       }
       attempts += timing.attempts;
       timing.attempts = attempts;
+      const skipped = !answered && outcome instanceof ProxyError && outcome.code === "CircuitOpen";
+      if (failedFrom !== undefined && !skipped) {
+        const moved = failedFrom.series?.failoverTo.get(r.name);
+        if (moved) moved.value++;
+        failedFrom = undefined;
+      }
       if (answered) {
         let res = outcome as Response;
         // (a 501 NotImplemented, a store refusing what it does not implement, is its answer, as its
@@ -279,7 +289,6 @@ export class ReplicaSet implements ObjectUpstream {
           if (r.series) r.series.failure.value++;
           throw err;
         }
-        const skipped = err instanceof ProxyError && err.code === "CircuitOpen";
         if (r.series) (skipped ? r.series.skipped : r.series.failure).value++;
         if (last) throw err;
         // A replica its half-open breaker refused (trial slots taken) was skipped, as one whose
@@ -287,9 +296,7 @@ export class ReplicaSet implements ObjectUpstream {
         // from a replica it asked), which counted the first and not the second.
         if (skipped) continue;
       }
-      const next = order[i + 1];
-      const moved = r.series?.failoverTo.get(next.name);
-      if (moved) moved.value++;
+      failedFrom = r;
     }
   }
 }

@@ -367,6 +367,24 @@ describe("breakers per replica", () => {
     expect(sample('yatagarasu_s3_replica_circuit_breaker_state{bucket="products",replica="secondary"}')).toBe(0);
   });
 
+  // (94900fe0 left a skip between two replicas counted: primary failed, secondary refused by its
+  // half-open breaker, tertiary served, and the failover was counted primary -> secondary, a
+  // replica the read never asked, none to tertiary, which it moved on to)
+  test("a failover past a replica its half-open breaker refused is counted to the replica asked next, not to the skipped one", async () => {
+    const { get, count, set, sample } = setup({ "primary.test": 500, "secondary.test": 200, "tertiary.test": 200 }, BREAKER.replace("failure_threshold: 2", "failure_threshold: 1"));
+    const secondary = set.replicas[1].upstream.breaker!;
+    const trip = secondary.tryAcquire();
+    if (trip.ok) trip.release(false);
+    await waitFor(() => set.replicas[1].breakerState === "half_open", { timeoutMs: 3000 });
+    // (its one trial slot taken: the read is refused there)
+    expect(secondary.tryAcquire().ok).toBe(true);
+    expect(await (await get()).text()).toBe("body from tertiary.test");
+    expect(count("secondary.test")).toBe(0);
+    const failovers = (from: string, to: string) => sample(`yatagarasu_s3_failovers_total{bucket="products",from="${from}",to="${to}"}`) ?? 0;
+    expect([failovers("primary", "secondary"), failovers("primary", "tertiary"), failovers("secondary", "tertiary")]).toEqual([0, 1, 0]);
+    expect(sample('yatagarasu_s3_replica_requests_total{bucket="products",replica="secondary",result="skipped"}')).toBe(1);
+  });
+
   test("every breaker open: the client gets CircuitOpen (503) with Retry-After, and no replica is asked", async () => {
     const { get, calls, set } = setup({ "primary.test": 500, "secondary.test": 500 }, BREAKER.replace("timeout_seconds: 0.2", "timeout_seconds: 30"), ["primary", "secondary"]);
     for (let i = 0; i < 2; i++) expect((await get()).status).toBe(500);
