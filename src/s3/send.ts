@@ -219,8 +219,19 @@ async function readStallChecked(res: Response, length: number, abort: AbortContr
 function writeAnswer(res: Response, upTo: number, abort: AbortController, timeoutMs: number, held: boolean | undefined, method: UpstreamMethod): Response | Promise<Response> {
   // (no body, a 204's: returned as it is)
   if (res.body === null || res.headers.get("content-length") === "0") return res;
-  const read = held !== true || res.status < 200 || res.status > 299 || upTo <= 0 || contentLengthOf(res) >= 0 ? wholeAnswer(res, upTo, abort, timeoutMs) : holdPaced(res, upTo, abort, timeoutMs);
-  if (method === "GET" && held !== true && res.status >= 200 && res.status <= 299) return read;
+  const length = contentLengthOf(res);
+  if (held !== true || res.status < 200 || res.status > 299 || upTo <= 0 || length >= 0) {
+    const read = wholeAnswer(res, upTo, abort, timeoutMs);
+    // (one of a length up to upTo is read whole, bytes with nothing left to stall, and a GET's 2xx
+    // is an object streamed to its client: neither takes the check's closure)
+    if ((length >= 0 && length <= upTo) || (method === "GET" && held !== true && res.status >= 200 && res.status <= 299)) return read;
+    return stallCheckedOnceRead(read, timeoutMs);
+  }
+  return stallCheckedOnceRead(holdPaced(res, upTo, abort, timeoutMs), timeoutMs);
+}
+
+/** resultStallChecked once `read` is in (its own function: a closure in writeAnswer made JSC give every call of it a scope). */
+function stallCheckedOnceRead(read: Promise<Response>, timeoutMs: number): Promise<Response> {
   return read.then((answer) => resultStallChecked(answer, timeoutMs));
 }
 
