@@ -288,12 +288,18 @@ export function cacheOffNote(config: { cache: { enabled?: boolean }; buckets: re
 }
 
 /**
- * The cache is on but no bucket opts in (each bucket caches only with its own `cache: { enabled:
- * true }`): nothing is cached, though --check lists the layers. Said at start and by --check.
+ * The cache is on, or its disk or Redis layer is configured, but no bucket opts in (each bucket
+ * caches only with its own `cache: { enabled: true }`): nothing is cached, though --check lists
+ * the layers, or says only `cache off`. Said at start and by --check.
  */
-export function cacheUnusedNote(config: { cache: { enabled?: boolean }; buckets: readonly Pick<BucketConfig, "name" | "cache">[] }): string | undefined {
-  if (config.cache.enabled !== true || config.buckets.some((b) => b.cache?.enabled === true)) return undefined;
-  return "cache.enabled is true but no bucket sets its own cache: { enabled: true }, so nothing is cached: add it to each bucket to cache (a bucket caches only when its own cache section says so)";
+export function cacheUnusedNote(config: { cache: { enabled?: boolean; cache_layers?: readonly string[] }; buckets: readonly Pick<BucketConfig, "name" | "cache">[] }): string | undefined {
+  if (config.buckets.some((b) => b.cache?.enabled === true)) return undefined;
+  const fix = "add it to each bucket to cache (a bucket caches only when its own cache section says so)";
+  if (config.cache.enabled === true) return `cache.enabled is true but no bucket sets its own cache: { enabled: true }, so nothing is cached: ${fix}`;
+  // (a top-level cache.enabled left out is off when no bucket opts in, so a disk or Redis layer set up for them was never opened, in silence)
+  const layers = (config.cache.cache_layers ?? []).filter((l) => l !== "memory");
+  if (layers.length === 0) return undefined;
+  return `cache.cache_layers lists ${layers.join(" and ")} but no bucket sets its own cache: { enabled: true }, so nothing is cached and the ${layers.join(" and ")} layer${layers.length > 1 ? "s are" : " is"} never used: ${fix}`;
 }
 
 /**

@@ -84,6 +84,11 @@ describe("parseConfig", () => {
     // the cache on (and its layers listed by --check) but no bucket opting in: nothing is cached, and that is said
     expect(cacheUnusedNote(parseConfig(`cache: { enabled: true }\n${B}`, { env: {} }))).toStartWith("cache.enabled is true but no bucket sets its own cache: { enabled: true }, so nothing is cached");
     expect([cacheUnusedNote(implicit), cacheUnusedNote(parseConfig(B, { env: {} })), cacheUnusedNote(off)]).toEqual([undefined, undefined, undefined]);
+    // a disk layer set up with the top-level enabled left out and no bucket opting in: the cache stayed off, --check said only `cache off`
+    const diskOnly = parseConfig(`cache: { cache_layers: [memory, disk], disk: { path: /tmp/d } }\n${B}`, { env: {} });
+    expect(diskOnly.cache.enabled).toBe(false);
+    expect(cacheUnusedNote(diskOnly)).toStartWith("cache.cache_layers lists disk but no bucket sets its own cache: { enabled: true }, so nothing is cached and the disk layer is never used: add it to each bucket");
+    expect(cacheUnusedNote(parseConfig(`cache: { cache_layers: [memory, disk], disk: { path: /tmp/d } }\n${cachedBucket}`, { env: {} }))).toBeUndefined();
   });
 
   test("workers whose disk share is below max_item_size_mb are told which objects are never disk-cached (80 MiB over 2 workers with 60 MiB items said nothing)", () => {
