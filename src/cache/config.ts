@@ -213,7 +213,10 @@ export function cacheStores(config: { cache: CacheConfig; buckets: readonly Buck
 export function cacheRestartChanges(old: CacheConfig, next: CacheConfig, baseDir?: string): string[] {
   if (cacheRestartKey(old, baseDir) === cacheRestartKey(next, baseDir)) return [];
   const has = (c: CacheConfig, l: "disk" | "redis") => c.enabled && c.cache_layers.includes(l);
-  if (old.enabled !== next.enabled && (has(old, "disk") || has(old, "redis") || has(next, "disk") || has(next, "redis"))) return ["cache.enabled"];
+  // (named with how it follows the buckets: the first bucket given cache: { enabled: true } under a
+  // top-level section without `enabled` was refused as "cache.enabled changed", a key never written)
+  if (old.enabled !== next.enabled && (has(old, "disk") || has(old, "redis") || has(next, "disk") || has(next, "redis")))
+    return ["cache.enabled (which, when not written, is on once any bucket sets cache: { enabled: true } and off while none does)"];
   if (has(old, "disk") !== has(next, "disk") || has(old, "redis") !== has(next, "redis")) return ["cache.cache_layers"];
   // (the memory layer added or removed beside a disk or Redis layer: the layers are built once, so
   // such a reload was accepted and the change silently ignored)
@@ -299,7 +302,7 @@ export function cacheUnusedNote(config: { cache: { enabled?: boolean; cache_laye
   // (a top-level cache.enabled left out is off when no bucket opts in, so a disk or Redis layer set up for them was never opened, in silence)
   const layers = (config.cache.cache_layers ?? []).filter((l) => l !== "memory");
   if (layers.length === 0) return undefined;
-  return `cache.cache_layers lists ${layers.join(" and ")} but no bucket sets its own cache: { enabled: true }, so nothing is cached and the ${layers.join(" and ")} layer${layers.length > 1 ? "s are" : " is"} never used: ${fix}`;
+  return `cache.cache_layers lists ${layers.join(" and ")} but no bucket sets its own cache: { enabled: true }, so nothing is cached and the ${layers.join(" and ")} layer${layers.length > 1 ? "s are" : " is"} never used: ${fix}, then restart (a reload cannot open a layer)`;
 }
 
 /**

@@ -160,7 +160,8 @@ describe("restart and folders", () => {
     expect(cacheRestartChanges(old, CacheSchema.parse({ ...redis, redis: { ...redis.redis, key_prefix: "b:", connect_timeout_ms: 900 } }))).toEqual(["cache.redis.key_prefix", "cache.redis.connect_timeout_ms"]);
     expect(cacheRestartChanges(old, CacheSchema.parse({ ...redis, redis: { ...redis.redis, url: "redis://:Other-pw@h:6379" } }))).toEqual(["cache.redis.url"]);
     expect(cacheRestartChanges(old, CacheSchema.parse({ ...redis, cache_layers: ["memory"] }))).toEqual(["cache.cache_layers"]);
-    expect(cacheRestartChanges(old, CacheSchema.parse({ ...redis, enabled: false }))).toEqual(["cache.enabled"]);
+    // (named with how an unwritten cache.enabled follows the buckets: the first bucket given a cache under a section without `enabled` was refused for a key never written)
+    expect(cacheRestartChanges(old, CacheSchema.parse({ ...redis, enabled: false }))).toEqual(["cache.enabled (which, when not written, is on once any bucket sets cache: { enabled: true } and off while none does)"]);
     expect(cacheRestartChanges(CacheSchema.parse(base), CacheSchema.parse({ ...base, disk: { path: "/d", fsync: true } }))).toEqual(["cache.disk.path", "cache.disk.fsync"]);
     expect(cacheRestartChanges(old, CacheSchema.parse({ ...redis, redis: { ...redis.redis, max_item_size_mb: 1 } }))).toEqual([]);
   });
