@@ -457,7 +457,22 @@ function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
   }
   const metricsNote = loopbackMetricsNote(raw);
   if (metricsNote) notes.push(metricsNote);
+  const s3Note = everyAddressS3ApiNote(raw);
+  if (s3Note) notes.push(s3Note);
   return { notes, issues, renamed };
+}
+
+/**
+ * s3_api.address left out is every address (0.0.0.0), whatever server.address says: with the proxy
+ * kept on the loopback (behind a local reverse proxy, or for local use), the S3 front added
+ * without an address was reachable from other hosts, and only --check's `s3 api` line showed it.
+ */
+function everyAddressS3ApiNote(raw: Record<string, unknown>): string | undefined {
+  const { s3_api, server } = raw;
+  if (!isMap(s3_api) || s3_api.enabled === false || s3_api.address !== undefined || !isMap(server)) return undefined;
+  const address = server.address;
+  if (typeof address !== "string" || !/^(?:(?:127(?:\.\d{1,3}){3}|localhost)(?::\d+)?|::1|\[::1\](?::\d+)?)$/i.test(address)) return undefined;
+  return `s3_api.address is not set, so the S3 API listens on every address (0.0.0.0, its default) while server.address keeps the proxy on the loopback (${address}): other hosts can reach the S3 API; set s3_api.address: 127.0.0.1 to keep it local too, or 0.0.0.0 to serve it there and quiet this note`;
 }
 
 /**

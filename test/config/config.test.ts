@@ -1432,6 +1432,14 @@ describe("settings accepted but read by nothing are said (notes)", () => {
     expect(parseConfig(`server: { port: 8081 }\nmetrics: { enabled: false }\n${B}`, { env: {} }).notes).toBeUndefined();
   });
 
+  test("an S3 API without an address beside a proxy kept on the loopback says it listens on every address (it was reachable from other hosts, in silence)", () => {
+    const s3 = (server: string, api: string) => parseConfig(`server: { address: "${server}" }\ns3_api: { credentials: [] ${api}}\n${B}`, { env: {} }).notes;
+    const note = (a: string) => `s3_api.address is not set, so the S3 API listens on every address (0.0.0.0, its default) while server.address keeps the proxy on the loopback (${a}): other hosts can reach the S3 API; set s3_api.address: 127.0.0.1 to keep it local too, or 0.0.0.0 to serve it there and quiet this note`;
+    for (const a of ["127.0.0.1", "127.0.0.1:8080", "localhost", "::1", "[::1]:8080"]) expect(s3(a, "")).toEqual([note(a)]);
+    // the address written (either way), the S3 API off, or the proxy itself on every address: nothing to say
+    expect([s3("127.0.0.1", ", address: 0.0.0.0 "), s3("127.0.0.1", ", address: 127.0.0.1 "), s3("127.0.0.1", ", enabled: false "), s3("0.0.0.0", ""), s3("10.0.0.5", "")]).toEqual([undefined, undefined, undefined, undefined, undefined]);
+  });
+
   test("the original's disk.sendfile: false (disk hits always use sendfile here)", () => {
     const c = parseConfig(`cache:\n  cache_layers: [memory, disk]\n  disk: { cache_dir: /tmp/yata-sendfile-note, sendfile: false }\n${B}`, { env: {} });
     expect(c.notes).toEqual([expect.stringContaining("cache.disk.sendfile: false (the original's) has no effect here")]);
