@@ -261,7 +261,7 @@ function configNotes(config: Config): Array<{ level: "info" | "warn"; text: stri
   add("warn", unseenClaimValueNote(config));
   add("info", userContentNote(config));
   add("warn", userContentUnsandboxedNote(config));
-  for (const n of config.notes ?? []) add("info", n);
+  for (const n of config.notes ?? []) add(config.warnings?.includes(n) ? "warn" : "info", n);
   return out;
 }
 

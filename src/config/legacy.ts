@@ -455,11 +455,12 @@ function adoptOriginalSections(raw: Record<string, unknown>): Adopted {
     );
     delete server.coalescing;
   }
-  const metricsNote = loopbackMetricsNote(raw);
-  if (metricsNote) notes.push(metricsNote);
-  const s3Note = everyAddressS3ApiNote(raw);
-  if (s3Note) notes.push(s3Note);
   return { notes, issues, renamed };
+}
+
+/** A listener whose address, left out, is not where the proxy's own is (warnings: valid, but probably not what was meant). */
+export function listenerAddressNotes(raw: Record<string, unknown>): string[] {
+  return [loopbackMetricsNote(raw), everyAddressS3ApiNote(raw)].filter((n): n is string => n !== undefined);
 }
 
 /**

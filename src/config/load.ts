@@ -12,7 +12,7 @@ import { open } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { ALIAS_CYCLE, MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
-import { adoptOriginal, findLegacy, otherAuthorizerKeys, renamedPath } from "./legacy.ts";
+import { adoptOriginal, findLegacy, listenerAddressNotes, otherAuthorizerKeys, renamedPath } from "./legacy.ts";
 import { formatPath, shownKey, shownPath, type PathSegment } from "./path.ts";
 import { cutText, ellipsized } from "../util/text.ts";
 import { ConfigSchema, diskShareMb, workerProcesses, type RawConfig } from "./schema.ts";
@@ -163,6 +163,8 @@ export type Config = Omit<RawConfig, "server"> & {
   readonly baseDir: string;
   /** What loading the config has to say that is no problem (the original's keys that have no effect here): --check and the start-up log. */
   notes?: readonly string[];
+  /** Those of `notes` that are warnings (valid but probably unwanted): logged at warn at start-up, the others at info. */
+  warnings?: readonly string[];
 };
 
 /**
@@ -711,8 +713,12 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   }
   if (semantic.issues.length > 0) throw report(semantic.issues.map(toIssue));
   diskItemDefault(raw, semantic.config);
-  const notes = [...adopted.notes, ...otherAuthorizerKeys(raw), ...unexpandedTemplates(raw), ...paddedSecrets(raw)];
+  // (what is valid but probably unwanted is a warning at start-up, as the README says: at info, a
+  // secret with a secret file's newline or an S3 API open to every host went unsaid under level warn)
+  const warnings = [...listenerAddressNotes(raw as Record<string, unknown>), ...unexpandedTemplates(raw), ...paddedSecrets(raw)];
+  const notes = [...adopted.notes, ...otherAuthorizerKeys(raw), ...warnings];
   if (notes.length > 0) semantic.config.notes = notes;
+  if (warnings.length > 0) semantic.config.warnings = warnings;
   return semantic.config;
 }
 

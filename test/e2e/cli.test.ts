@@ -364,6 +364,15 @@ test("an audit folder that does not exist (it is not created) is a note of --che
   expect(await px.waitForLog((l) => l.level === "warn" && l.msg === words)).toBeDefined();
 });
 
+test("what --check notes as probably unwanted from the file itself (a secret with a secret file's newline, an S3 API on every address beside a loopback proxy) is a warning at start-up, seen under logging.level: warn (it was logged at info)", async () => {
+  await using px = await startProxy(
+    `server: { address: 127.0.0.1, port: 0 }\nlogging: { level: warn }\njwt: { enabled: true, secret: "cli-padded-secret-0123456789abcdefgh\\n" }\ns3_api: { port: 0, credentials: [{ access_key_id: AKIACLIWARN, secret_access_key: "cli-warn-secret-0123456789", identity: w, buckets: { b: [read] } }] }\n${bucket()}`,
+  );
+  const warned = (start: string) => px.waitForLog((l) => l.level === "warn" && String(l.msg).startsWith(start));
+  expect(await warned("s3_api.address is not set, so the S3 API listens on every address")).toBeDefined();
+  expect(await warned("jwt.secret ")).toBeDefined();
+});
+
 // As an unprivileged user: a folder it may write into but not list (0733) holds a disk path that
 // does not exist yet. Start-up makes it (mkdir needs write and search only), so --check passes.
 test.skipIf(process.getuid?.() !== 0 || Bun.which("setpriv") === null)("--check passes a disk folder start-up can make in a parent the user may write but not read (0733)", async () => {
