@@ -68,6 +68,8 @@ export interface AccessRecord {
   s3_error?: string;
   /** The upstream's x-amz-request-id of a refusal (what AWS support and CloudTrail know the request by). */
   s3_request_id?: string;
+  /** The S3 front: the access key id a request refused before its signature verified named (which client is misconfigured); unverified. */
+  access_key_id?: string;
   /** Why no answer came from the upstream: the failure's code (ECONNREFUSED, DEPTH_ZERO_SELF_SIGNED_CERT, EPROTO, ...), never its message. */
   upstream_error?: string;
   attempts?: number;
@@ -77,7 +79,7 @@ export interface AccessRecord {
   trace_id?: string;
   span_id?: string;
 }
-const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "operation", "copy_source", "bytes_in", "subject", "session", "presigned", "cache", "error", "reason", "s3_error", "s3_request_id", "upstream_error", "attempts", "replica", "trace_id", "span_id"];
+const ACCESS_KEYS = ["request_id", "method", "path", "bucket", "status", "bytes", "duration_ms", "ttfb_ms", "upstream_ms", "client_ip", "front", "operation", "copy_source", "bytes_in", "subject", "session", "presigned", "cache", "error", "reason", "s3_error", "s3_request_id", "access_key_id", "upstream_error", "attempts", "replica", "trace_id", "span_id"];
 
 // U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR: JSON.stringify leaves them raw (valid
 // JSON), but a reader that splits on Unicode line breaks (JavaScript before ES2019, some log
@@ -121,7 +123,8 @@ function isoNow(): string {
 
 function scrub(fields: Fields): Fields {
   for (const k in fields) {
-    if (SECRET_NAME.test(k) && k !== "token_source") fields[k] = "[REDACTED]";
+    // (an access key id is no secret: S3's own SignatureDoesNotMatch body shows it; the access line's is the key a refused request named)
+    if (SECRET_NAME.test(k) && k !== "token_source" && k !== "access_key_id") fields[k] = "[REDACTED]";
   }
   return fields;
 }
@@ -278,6 +281,7 @@ export function createLogger(opts: { level: Level; format: "json" | "text"; fd?:
     if (r.reason !== undefined) line += `,"reason":${jstr(r.reason)}`;
     if (r.s3_error !== undefined) line += `,"s3_error":${jstr(r.s3_error)}`;
     if (r.s3_request_id !== undefined) line += `,"s3_request_id":${jstr(r.s3_request_id)}`;
+    if (r.access_key_id !== undefined) line += `,"access_key_id":${jstr(r.access_key_id)}`;
     if (r.upstream_error !== undefined) line += `,"upstream_error":${jstr(r.upstream_error)}`;
     if (r.attempts !== undefined) line += `,"attempts":${jnum(r.attempts)}`;
     if (r.replica !== undefined) line += `,"replica":${jstr(r.replica)}`;

@@ -154,6 +154,8 @@ export interface RequestContext {
   s3Code: string | undefined;
   /** The upstream's x-amz-request-id when it refused the request (the access log's s3_request_id). */
   s3RequestId: string | undefined;
+  /** The S3 front: the access key id a request whose signature was refused named (the access log's access_key_id; unverified, never a secret: S3's own SignatureDoesNotMatch body carries it). */
+  accessKeyId: string | undefined;
   /** The code of the failure that left the request without an upstream answer (the access log's upstream_error). */
   upstreamError: string | undefined;
   /** Body bytes handed to the listener (counted as they go for streamed bodies). */
@@ -246,6 +248,7 @@ export function createContext(svc: Services, front: string, req: Request, target
     errorReason: undefined,
     s3Code: undefined,
     s3RequestId: undefined,
+    accessKeyId: undefined,
     upstreamError: undefined,
     bytes: 0,
     declaredBytes: -1,

@@ -129,6 +129,7 @@ export function finish(ctx: RequestContext): void {
       reason: ctx.bodyError === undefined ? ctx.errorReason : undefined,
       s3_error: ctx.s3Code,
       s3_request_id: ctx.s3RequestId,
+      access_key_id: ctx.accessKeyId,
       upstream_error: ctx.upstreamError,
       attempts: ctx.timing.attempts > 1 ? ctx.timing.attempts : undefined,
       replica: ctx.timing.replica,

@@ -83,6 +83,27 @@ describe("the S3 front", () => {
   );
 
   test(
+    "a request refused before its signature verified names the access key it used (access_key_id), not a subject: which client is misconfigured",
+    async () => {
+      for (const [creds, code] of [
+        [{ accessKeyId: READER.accessKeyId, secretAccessKey: "not-the-reader-secret-0123456789" }, "SignatureDoesNotMatch"],
+        [{ accessKeyId: "AKIDNOBODYHASTHIS", secretAccessKey: "whatever-secret-0123456789abcdef" }, "InvalidAccessKeyId"],
+      ] as const) {
+        const res = await signedFetch(env, { method: "GET", path: "/up/hello.txt", creds });
+        expect(res.status).toBe(403);
+        await res.text();
+        const line = lineOf(res.headers.get("x-amz-request-id"));
+        expect({ s3_error: line?.s3_error, access_key_id: line?.access_key_id, subject: line?.subject }).toEqual({ s3_error: code, access_key_id: creds.accessKeyId, subject: undefined });
+      }
+      // a verified request's line has its subject, no access_key_id
+      const ok = await signedFetch(env, { method: "GET", path: "/up/hello.txt", creds: READER });
+      await ok.text();
+      expect(lineOf(ok.headers.get("x-amz-request-id"))?.access_key_id).toBeUndefined();
+    },
+    T,
+  );
+
+  test(
     "a request the grants refuse is counted forbidden, not success as well",
     async () => {
       const before = env.app.metrics.render();

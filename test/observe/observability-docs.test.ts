@@ -29,7 +29,7 @@ test("every field of an access line is documented in the README's Logs item", ()
   const rec: Required<AccessRecord> = {
     request_id: "r", method: "GET", path: "/b/k", bucket: "b", status: 200, bytes: 1, duration_ms: 1, ttfb_ms: 1, upstream_ms: 1, client_ip: "10.0.0.1",
     front: "s3", operation: "GetObject", copy_source: "b/k", bytes_in: 1, subject: "s", session: "x", presigned: true, cache: "HIT", error: "E", reason: "r",
-    s3_error: "E", s3_request_id: "i", upstream_error: "ECONNREFUSED", attempts: 2, replica: "east", trace_id: "0".repeat(32), span_id: "0".repeat(16),
+    s3_error: "E", s3_request_id: "i", access_key_id: "AKID", upstream_error: "ECONNREFUSED", attempts: 2, replica: "east", trace_id: "0".repeat(32), span_id: "0".repeat(16),
   };
   const file = join(dir, "access.log");
   const fd = openSync(file, "w");

@@ -185,6 +185,8 @@ export function s3Parse(ctx: RequestContext): undefined | Promise<undefined> {
     metrics.auth("invalid");
     // (a presigned URL refused, expired or mis-signed, is logged as one: the line tells why a link failed)
     ctx.presigned = QUERY_SIGNED.test(ctx.query);
+    // (which client is misconfigured: the key it named, cut as S3's error body cuts it)
+    if (v.accessKeyId !== undefined) ctx.accessKeyId = v.accessKeyId.slice(0, 128);
     addressedBy(ctx, a);
     return fail({ code: v.code, status: v.status, message: v.message, details: v.details, headers: v.headers });
   }
