@@ -96,6 +96,8 @@ describe("reading versions", () => {
     expect({ status: missing.status, code: missing.code }).toEqual({ status: 404, code: "NoSuchVersion" });
     const bad = await answerOf(await get("/up/ver/b.txt", [["versionId", "not-a-version"]]));
     expect({ status: bad.status, code: bad.code }).toEqual({ status: 400, code: "InvalidArgument" });
+    // (S3's ArgumentName and ArgumentValue, relayed: the value was dropped)
+    expect(bad.body).toContain("<ArgumentName>versionId</ArgumentName><ArgumentValue>not-a-version</ArgumentValue>");
     const head = await get("/up/ver/b.txt", [["versionId", UNKNOWN]], { method: "HEAD" });
     expect(head.status).toBe(404);
     await refused(get("/up/ver/b.txt", [["versionId", ""]]), 400, "InvalidArgument");

@@ -53,9 +53,14 @@ const passes = (name: string, hop: string[] | undefined) => PASSED.has(name) && 
 const passingWithout = (hop: string[]) => (name: string) => passes(name, hop);
 
 /** The elements of an upstream <Error> besides Code and Message that reach the client (relay.ts errorOf). */
-const RELAYED_DETAILS = new Set(["Condition", "ArgumentName", "PartNumberRequested", "ActualPartCount", "ProposedSize", "MinSizeAllowed", "MaxSizeAllowed", "PartNumber"]);
+const RELAYED_DETAILS = new Set(["Condition", "ArgumentName", "ArgumentValue", "PartNumberRequested", "ActualPartCount", "ProposedSize", "MinSizeAllowed", "MaxSizeAllowed", "PartNumber"]);
 /** A detail's value: a plain word or number (no dots: a host name is no detail). */
 const DETAIL_VALUE = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * Arguments whose value is the proxy's own, not the client's (its signature, credential, session
+ * token, date, payload hash, host): their <ArgumentValue> is never relayed.
+ */
+const OWN_ARGUMENT = /^(?:authorization|host|x-amz-(?:security-token|date|content-sha256|credential|signature|signedheaders|algorithm|expires))$/i;
 
 export function relayedHeaders(ctx: RequestContext, res: Response | undefined): Headers {
   const h = new Headers({ "x-amz-request-id": ctx.id });
@@ -177,6 +182,12 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
       if (!RELAYED_DETAILS.has(c.name)) continue;
       const value = c.text.trim();
       if (DETAIL_VALUE.test(value) && !namesBucket(value, upstreamBucket) && !NAMES_INTERNALS.test(value)) e.details = { ...e.details, [c.name]: value };
+    }
+    // (an ArgumentValue only beside the ArgumentName it is the value of, and only the client's)
+    const d = e.details;
+    if (d?.ArgumentValue !== undefined && (d.ArgumentName === undefined || OWN_ARGUMENT.test(d.ArgumentName))) {
+      delete d.ArgumentValue;
+      if (Object.keys(d).length === 0) delete e.details;
     }
     return e;
   }

@@ -176,6 +176,14 @@ describe("errorOf (an upstream error answer, for the client)", () => {
     expect(e.details).toEqual({ PartNumberRequested: "3" });
     expect(errorOf(400, err("<Error><Code>InvalidArgument</Code><Message>x</Message><ArgumentName>continuation-token</ArgumentName></Error>"), "b").details).toEqual({ ArgumentName: "continuation-token" });
   });
+  test("an InvalidArgument's ArgumentValue is relayed beside its ArgumentName (it was dropped); never the value of an argument the proxy itself sent, nor one alone", () => {
+    const bad = (name: string, value: string) => errorOf(400, err(`<Error><Code>InvalidArgument</Code><Message>x</Message><ArgumentName>${name}</ArgumentName><ArgumentValue>${value}</ArgumentValue></Error>`), "b").details;
+    expect(bad("versionId", "abc")).toEqual({ ArgumentName: "versionId", ArgumentValue: "abc" });
+    expect(bad("x-amz-content-sha256", "0".repeat(64))).toEqual({ ArgumentName: "x-amz-content-sha256" });
+    expect(bad("X-Amz-Signature", "ab12")).toEqual({ ArgumentName: "X-Amz-Signature" });
+    expect(errorOf(400, err("<Error><Code>InvalidArgument</Code><Message>x</Message><ArgumentValue>abc</ArgumentValue></Error>"), "b").details).toBeUndefined();
+    expect(bad("versionId", "x".repeat(65))).toEqual({ ArgumentName: "versionId" });
+  });
   test("S3's messages and details with a list in brackets or a size of 100 MB or more are relayed (they were replaced by the generic text); an account id or a bracketed address is not", () => {
     const mp = "The provided 'x-amz-mp-object-size' header value 100000000 does not match what was computed: 3";
     expect(errorOf(400, err(`<Error><Code>InvalidRequest</Code><Message>${mp}</Message></Error>`), "b").message).toBe(mp);
