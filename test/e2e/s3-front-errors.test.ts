@@ -300,6 +300,15 @@ describe("requests S3 refuses before any permission check", () => {
     await refused(signed({ path: "/data", query: { "list-type": "2", prefix: "a\u0000" } }), 400, "InvalidArgument", /NUL character/);
   });
 
+  test("a C0 control character in a missing key: the error's Key and Resource write it as S3 and the listings do, &#x1; (it was U+FFFD, another key); a NUL's 400 keeps U+FFFD (no XML form)", async () => {
+    const r = await signed({ path: "/data/missing%01x" });
+    expect(`${r.status} ${r.code}`).toBe("404 NoSuchKey");
+    expect(r.body).toContain("<Key>missing&#x1;x</Key>");
+    expect(r.body).toContain("<Resource>/data/missing&#x1;x</Resource>");
+    const nul = await refused(signed({ path: "/data/a%00b.txt" }), 400, "InvalidArgument");
+    expect(nul.body).toContain("<Resource>/data/a\ufffdb.txt</Resource>");
+  });
+
   test("a HEAD error has the status and no body", async () => {
     env.mark();
     const res = await fetch(env.endpoint + "/private/secret.txt", { method: "HEAD" });

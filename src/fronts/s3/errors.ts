@@ -4,7 +4,7 @@
  * from client-supplied values only; never a stack trace, a secret or an upstream internal.
  */
 import type { ErrorCode, ProxyError } from "../../errors.ts";
-import { XML_DECL, el } from "./xml.ts";
+import { XML_DECL, el, escapeListingText } from "./xml.ts";
 import { CREDENTIAL_CODES } from "../../s3/errors.ts";
 
 export const S3_ERRORS = {
@@ -105,13 +105,22 @@ export function s3Error(
 }
 
 /**
+ * An element of what the client's request may have put in (a Key, the Resource, a message or
+ * detail quoting either): its C0 controls as S3 writes them, numeric references (`&#x1;`), as the
+ * listings write them (escapeListingText), not U+FFFD (`GET /b/missing%01x`'s Key was
+ * `missing\uFFFDx`, another key than the client's). A NUL, which has no XML form at all (the
+ * front refuses it in a key: its 400's Resource holds it), stays U+FFFD.
+ */
+const clientEl = (name: string, text: string): string => "<" + name + ">" + escapeListingText(text.includes("\0") ? text.replaceAll("\0", "\ufffd") : text) + "</" + name + ">";
+
+/**
  * `<Error><Code/><Message/>[details]<Resource/><RequestId/></Error>` with every value escaped.
  * Detail names are element names chosen by this codebase, never by the client.
  */
 export function renderS3ErrorXml(err: S3Error, opts: { resource?: string; requestId: string; hostId?: string }): string {
-  let xml = XML_DECL + "<Error>" + el("Code", err.code) + el("Message", err.message);
-  if (err.details) for (const name of Object.keys(err.details)) xml += el(name, err.details[name]);
-  if (opts.resource !== undefined) xml += el("Resource", opts.resource);
+  let xml = XML_DECL + "<Error>" + el("Code", err.code) + clientEl("Message", err.message);
+  if (err.details) for (const name of Object.keys(err.details)) xml += clientEl(name, err.details[name]);
+  if (opts.resource !== undefined) xml += clientEl("Resource", opts.resource);
   xml += el("RequestId", opts.requestId);
   if (opts.hostId !== undefined) xml += el("HostId", opts.hostId);
   return xml + "</Error>";
