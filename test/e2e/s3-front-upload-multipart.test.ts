@@ -116,6 +116,9 @@ describe("the upstream's refusals, relayed", () => {
       const r2 = await part(a, path, id, 2, bytesOf(MiB, 32));
       let x = await answerOf(await complete(a, path, id, completeXml([{ n: 1, etag: '"00000000000000000000000000000000"' }, { n: 2, etag: r2.etag }])));
       expect({ status: x.status, code: x.code }).toEqual({ status: 400, code: "InvalidPart" });
+      // (an empty <ETag></ETag> matches no part either: S3's InvalidPart, not the proxy's MalformedXML)
+      x = await answerOf(await complete(a, path, id, completeXml([{ n: 1, etag: "" }, { n: 2, etag: r2.etag }])));
+      expect({ status: x.status, code: x.code }).toEqual({ status: 400, code: "InvalidPart" });
       x = await answerOf(await complete(a, path, id, completeXml([{ n: 1, etag: r1.etag }, { n: 2, etag: r2.etag }])));
       expect({ status: x.status, code: x.code }).toEqual({ status: 400, code: "EntityTooSmall" });
       expect(await s3.exists("up", "mp/bad.bin")).toBe(false);

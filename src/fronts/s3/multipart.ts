@@ -85,7 +85,9 @@ export function partsOf(doc: XmlElement): CompletedPart[] {
     const n = partNumberOf(fieldText(p, "PartNumber")?.trim());
     if (typeof n !== "number") throw s3Fail(n);
     const etag = fieldText(p, "ETag")?.trim();
-    if (etag === undefined || etag === "") throw s3Fail(malformed());
+    // (an empty <ETag></ETag> is the schema's, and no part's tag: S3's 400 InvalidPart, which the
+    // upstream answers, after NoSuchUpload; it was MalformedXML here)
+    if (etag === undefined) throw s3Fail(malformed());
     const part: CompletedPart = { partNumber: n, etag };
     for (const [name, field] of PART_CHECKSUMS) {
       const v = fieldText(p, name)?.trim();
