@@ -80,6 +80,12 @@ export function displayName(s: string): string {
   return escapeUncomposed(s).replace(UNSEEN_SPACES, codePoint).replace(BIDI_CONTROLS, codePoint).replace(CONTROLS, codePoint);
 }
 
+/** The folder path (`bucket/dir/`) as displayName shows it, in plain text (a <title> holds no markup: the code points without their spans), segment by segment as the breadcrumbs show it. */
+const CTL_SPAN = /<span class="ctl">(⟨U\+[0-9A-F]+⟩)<\/span>/g;
+function displayPathText(path: string): string {
+  return path.split("/").map((segment) => displayName(segment).replace(CTL_SPAN, "$1")).join("/");
+}
+
 /** A URL path segment-wise encoded (so `#`, `?`, `%` and spaces in keys stay part of the path). */
 export function encodePath(path: string): string {
   return path.split("/").map(encodeURIComponent).join("/");
@@ -178,8 +184,9 @@ export function renderHtml(input: RenderInput): string {
   // (a page can hold no entry and still have a next one: a folder's marker object, `dir/` itself,
   // filled a page of max_keys: 1, and it is no entry of its own folder)
   const next = nextHref(input);
-  // (a <title> holds text only: the controls are dropped there, as marks would show as tags)
-  const title = escapeHtml(`${input.bucket}/${page.prefix}`.replace(BIDI_CONTROLS, "\ufffd"));
+  // (as the names and breadcrumbs show it: `cafe\u0301/` and `café/` had the same title; a control
+  // was U+FFFD there, or, outside the bidi ones, applied)
+  const title = displayPathText(`${input.bucket}/${page.prefix}`);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Index of ${title}</title>

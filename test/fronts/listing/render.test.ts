@@ -96,6 +96,13 @@ describe("render", () => {
     const emoji = { prefix: "", entries: [{ key: "👩\u200d💻.png", name: "👩\u200d💻.png", folder: false, size: 1, lastModified: "" }], nextToken: undefined };
     expect(renderHtml({ page: emoji, mount: "/pub", bucket: "pub" })).toContain(">👩\u200d💻.png</a>");
   });
+  test("HTML: the <title> shows the folder path as the names and breadcrumbs do (cafe\\u0301/ and café/ had the same title; a zero-width space or a tab was applied there)", () => {
+    const title = (prefix: string) => /<title>([^<]*)<\/title>/.exec(renderHtml({ page: { prefix, entries: [], nextToken: undefined }, mount: "/pub", bucket: "pub" }))![1];
+    expect(title("cafe\u0301/")).toBe("Index of pub/cafe⟨U+0301⟩/");
+    expect(title("caf\u00e9/")).toBe("Index of pub/caf\u00e9/");
+    expect(title("\u200bhello/a\tb/x /")).toBe("Index of pub/⟨U+200B⟩hello/a⟨U+0009⟩b/x⟨U+0020⟩/");
+    expect(title("r\u2067l/<b>/")).toBe("Index of pub/r⟨U+2067⟩l/&lt;b&gt;/");
+  });
   test("HTML: a page with no entry but a next page does not say the folder is empty (its marker object filled a page of max_keys: 1)", () => {
     const marker = parseListing(xml(`<Prefix>dir/</Prefix><IsTruncated>true</IsTruncated><NextContinuationToken>t1</NextContinuationToken><Contents><Key>dir/</Key><Size>0</Size></Contents>`), "dir/");
     expect(marker.entries).toEqual([]);
