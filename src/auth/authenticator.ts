@@ -89,6 +89,24 @@ export function s3ListenerHint(auth: string | null, q: URLSearchParams): string 
   const signed = (auth !== null && /^AWS4?[- ]/i.test(auth)) || q.has("X-Amz-Signature") || (q.has("AWSAccessKeyId") && q.has("Signature"));
   return signed ? "; this request carries an S3 (AWS) signature: S3 clients use the S3 API listener (s3_api.port), not this one" : "";
 }
+/** Query parameter names a token is commonly sent in. */
+const TOKEN_PARAMETERS = ["token", "access_token", "jwt", "id_token"];
+
+/**
+ * What a refusal for a missing token adds when one was sent where this bucket does not read it
+ * (a JWT in the Authorization header without `Bearer `, or in a query parameter no source names):
+ * where it was found, never the token. "" otherwise. On the refusal path only.
+ */
+function misplacedTokenHint(sources: readonly TokenSource[], auth: string | null, q: URLSearchParams): string {
+  const bearer = sources.some((s) => s.type === "bearer");
+  if (bearer && auth !== null && auth.trim() !== "" && !/^\s*bearer\s/i.test(auth) && !/^\s*(basic|digest|negotiate)\s/i.test(auth)) {
+    return "; the Authorization header holds no 'Bearer ' before its value";
+  }
+  const read = new Set(sources.filter((s) => s.type === "query").map((s) => s.name));
+  for (const name of TOKEN_PARAMETERS) if (q.has(name) && !read.has(name)) return `; a query parameter '${name}' was sent, which this listener does not read a token from`;
+  return "";
+}
+
 export const bindKeyRef = (claims: Claims, ref: string): void => void KEY_REFS.set(claims, ref);
 
 /** Tokens longer than this are not kept in the verified-token cache (their claims can weigh tens of KB). */
@@ -259,7 +277,9 @@ export class Authenticator {
   private missing(headers: Headers, url: UrlSource): ProxyError {
     const where = this.cfg.token_sources.map(describeSource).join(", ");
     // (an S3 client pointed at this listener: say where its signature is read, not only "a token")
-    const hint = s3ListenerHint(headers.get("authorization"), urlOf(url).searchParams);
+    const auth = headers.get("authorization");
+    const q = urlOf(url).searchParams;
+    const hint = s3ListenerHint(auth, q) || misplacedTokenHint(this.cfg.token_sources, auth, q);
     return new ProxyError("Unauthorized", { detail: `a token is required (${where})${hint}`, headers: { "WWW-Authenticate": REALM } });
   }
 

@@ -50,6 +50,24 @@ describe("authenticate", () => {
     const e = await expectProxyError(a.authenticate(new Headers({ authorization: "Basic eDp5" }), url()), "Unauthorized", /token is required/);
     expect(e.message).not.toContain("S3");
   });
+  // (a JWT sent where this bucket does not read one was told only where tokens are read: "a token is required (Authorization: Bearer)")
+  test("a token sent where the bucket does not read one: the 401 says where it was found (never the token)", async () => {
+    const a = await make({ token_sources: [{ type: "bearer" }] });
+    const t = token({ role: "admin" });
+    const bare = await expectProxyError(a.authenticate(new Headers({ authorization: t }), url()), "Unauthorized", /token is required \(Authorization: Bearer\); the Authorization header holds no 'Bearer ' before its value/);
+    expect(bare.message).not.toContain(t.slice(0, 20));
+    await expectProxyError(a.authenticate(new Headers(), url(`?token=${t}`)), "Unauthorized", /; a query parameter 'token' was sent, which this listener does not read a token from/);
+    await expectProxyError(a.authenticate(new Headers(), url(`?access_token=${t}`)), "Unauthorized", /query parameter 'access_token'/);
+    // nothing to add for no token at all, or a Basic credential
+    for (const h of [new Headers(), new Headers({ authorization: "Basic eDp5" })]) {
+      const e = await expectProxyError(a.authenticate(h, url()), "Unauthorized", /token is required/);
+      expect(e.message).not.toContain(";");
+    }
+    // a query parameter a source reads is no hint (it was read: an empty one is missing)
+    const q = await make({ token_sources: [{ type: "query", name: "token" }] });
+    const e = await expectProxyError(q.authenticate(new Headers(), url("?token=")), "Unauthorized", /token is required/);
+    expect(e.message).not.toContain("was sent");
+  });
   test("invalid token → InvalidToken with error=invalid_token", async () => {
     const a = await make();
     const t = hmacToken({ alg: "HS256" }, { sub: "x", role: "admin" }, "wrong");
