@@ -57,6 +57,16 @@ export function silentAfter(timeoutMs: number): number {
 export const STALL_MS = 50;
 
 /**
+ * Bun's own connect timeout (RedisClient's connectionTimeout) for a connect awaited with
+ * withTimeout(…, ms): a backstop that must not come first. After a stall of this process at the
+ * deadline, withTimeout refuses 2 × ms and the stall after the start; at 2 × ms, Bun's came first
+ * on a loaded host, and its `Connection closed` was logged as another reason for the outage.
+ */
+export function bunConnectTimeout(ms: number): number {
+  return ms * 4;
+}
+
+/**
  * `p`, or a rejection ("<what>: no answer within <ms> ms") once it has not settled within `ms`.
  * After a stall of this process (a GC pause, a starved CPU) the timer and an answer that came
  * meanwhile are both due, and timers run first, so a Redis that had answered in time was taken
