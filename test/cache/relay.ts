@@ -9,6 +9,7 @@
  *   relay.delayResponses(80);        // each chunk of an answer is relayed 80 ms late (in order): a slow link; 0: at once
  *   relay.sent("PING");              // chunks sent to the target so far that contain "PING"
  *   relay.accepted();                // connections accepted so far
+ *   relay.connected();               // client connections open now (black-holed ones included)
  *   relay.holdOn(/ARGV/);             // the next chunk a client sends that matches (and every chunk of that
  *                                    // connection after it) is held, not sent on, until relay.release(): a command
  *                                    // Redis gets late, or never (nothing released; the connection closed meanwhile)
@@ -187,6 +188,7 @@ export async function tcpRelay(targetPort: number) {
       return n;
     },
     accepted: () => accepted,
+    connected: () => clients.size,
     sent(text: string): number {
       return toTarget.filter((c) => c.includes(text)).length;
     },

@@ -296,20 +296,22 @@ describe("Redis unavailable", () => {
     for (const log of s.logs) expect(log.lines.filter((x) => x.level === "info").length).toBe(2);
   }, 20_000);
 
-  /** A limiter reaching Redis through a TCP relay (delays, black holes), 50 ms timeout and checks, and its shared/local log states. */
-  async function relayedLimiter() {
+  /** A limiter reaching Redis through a TCP relay (delays, black holes), `timeoutMs` (50 ms) timeout, checks every 50 ms, and its shared/local log states. */
+  async function relayedLimiter(timeoutMs = 50) {
     const relay = await tcpRelay(redis.port);
     const log = recordingLogger();
-    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 10_000, burst: 10_000 } }), { url: `redis://127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 50, share: 2, log, retryMs: 50 });
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 10_000, burst: 10_000 } }), { url: `redis://127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs, share: 2, log, retryMs: 50 });
     const states = () => log.lines.filter((x) => x.msg.includes("shared through Redis") || x.level === "warn").map((x) => x.level);
     return { relay, l, states, log };
   }
 
-  test("slower than redis_timeout_ms (80 ms round trips, 50 ms timeout) under steady traffic: decided locally and stays so, one warning, no flapping; fast again: shared again", async () => {
+  test("slower than redis_timeout_ms (200 ms round trips, 50 ms timeout) under steady traffic: decided locally and stays so, one warning, no flapping; fast again: shared again", async () => {
     const { relay, l, states } = await relayedLimiter();
     try {
       await l.whenShared(true);
-      relay.delayResponses(80);
+      // (200 ms: after a stall of this process a timeout gives Redis its 50 ms again, once; an
+      // answer 80 ms late came within that at every stall, and the limits were shared again)
+      relay.delayResponses(200);
       // no answer within 50 ms: decided locally, and local after SLOW_STRIKES such requests in a row
       await waitFor(async () => (await l.check("a")).ok && !l.shared, { message: "the limits local" });
       // Requests keep coming while the background check (every 50 ms) asks Redis a dozen times.
@@ -340,19 +342,35 @@ describe("Redis unavailable", () => {
   });
 
   test("a Redis answering now and then after redis_timeout_ms (a fork, another client's slow command): that request and those made before its late answer are decided locally, nothing sent meanwhile; the limits stay shared, nothing logged", async () => {
-    const { relay, l, states } = await relayedLimiter();
+    // (150 ms: an answer in time on a loaded host too; SLOW_STRIKES slow ones in a row make the limits local)
+    const timeoutMs = 150;
+    const { relay, l, states } = await relayedLimiter(timeoutMs);
     try {
       await l.whenShared(true);
       // More slow answers than SLOW_STRIKES, each followed by one in time
       for (let i = 0; i < SLOW_STRIKES + 2; i++) {
-        relay.delayResponses(150); // under SILENT_MS: late, not silent
-        expect(await l.check("a")).toEqual({ ok: true }); // no answer within 50 ms: decided locally
+        // The request reaches Redis only once released: its answer late, under SILENT_MS (late, not
+        // silent). (A relay delay of 150 ms was no late answer after a stall of this process: the
+        // timeout's second chance covered it, and the next request asked Redis.)
+        relay.holdOn(/EVALSHA/);
+        expect(await l.check("a")).toEqual({ ok: true }); // no answer within 150 ms: decided locally
+        expect(relay.holding()).toBe(true);
         const sent = relay.sent("EVAL");
-        relay.delayResponses(0);
         expect(l.check("a")).toEqual({ ok: true }); // its answer not in yet: local, synchronous
         expect(relay.sent("EVAL")).toBe(sent);
-        await waitFor(() => l.check("a") instanceof Promise, { message: "requests asking Redis again once the late answer came" });
-        expect(await l.check("a")).toEqual({ ok: true });
+        relay.release();
+        // Requests ask Redis again once the late answer came, until one is answered in time (which
+        // ends the run of slow ones; on a loaded host one may be slow too, and is its own strike).
+        await waitFor(
+          async () => {
+            const t0 = performance.now();
+            const r = l.check("a");
+            if (!(r instanceof Promise)) return false;
+            expect(await r).toEqual({ ok: true });
+            return performance.now() - t0 < timeoutMs;
+          },
+          { message: "a request asking Redis again, answered in time, once the late answer came" },
+        );
         expect(relay.sent("EVAL")).toBeGreaterThan(sent);
       }
       expect(l.shared).toBe(true);
@@ -380,7 +398,10 @@ describe("Redis unavailable", () => {
       expect(relay.sent("EVAL")).toBe(sent);
       await l.whenShared(false); // no answer at all for SILENT_MS
       await waitFor(() => l.shared, { timeoutMs: 5000, message: () => `the limits shared again over a new connection (states: ${states().join(" ")}, connections: ${relay.accepted()})` });
-      expect(relay.accepted()).toBe(2);
+      // Replaced: a new connection, and the black-holed one closed. (On a loaded host a new one may
+      // not answer within the wait and is replaced in turn: more than two, but one open at the end.)
+      expect(relay.accepted()).toBeGreaterThanOrEqual(2);
+      await waitFor(() => relay.connected() === 1, { message: () => `one connection open (${relay.connected()})` });
       expect(states()).toEqual(["info", "warn", "info"]);
       expect(await l.check("a")).toEqual({ ok: true });
     } finally {
@@ -595,7 +616,9 @@ describe("Redis unavailable", () => {
       await l.whenShared(false);
       expect(states()).toEqual(["info", "warn"]);
       await waitFor(() => l.shared, { timeoutMs: 5000, message: () => `the limits shared again (states: ${states().join(" ")}, connections: ${relay.accepted()})` });
-      expect(relay.accepted()).toBe(2);
+      // (a new connection, the silent one closed; more than two on a loaded host, as above)
+      expect(relay.accepted()).toBeGreaterThanOrEqual(2);
+      await waitFor(() => relay.connected() === 1, { message: () => `one connection open (${relay.connected()})` });
     } finally {
       l.close();
       relay.close();
