@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { OpaServer } from "../fixtures/opa.ts";
 import { OpenFgaServer } from "../fixtures/openfga.ts";
-import { READER, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { openFgaBucketYaml, READER, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -32,13 +32,7 @@ beforeAll(async () => {
       { user: `folder:${b}/lock/`, relation: "parent", object: `file:${b}/lock/f.txt` },
     ]),
   });
-  const fgaBucket = (name: string, endpoint: string, extra = "") => `  - name: ${name}
-    path_prefix: /${name}
-    access: read-write
-    s3: { bucket: up, endpoint: "${endpoint}", access_key: "AKIDUPSTREAMWRITE", secret_key: "upstream-writer-secret-0123456789" }
-    auth: { enabled: true }
-    authorization: { type: openfga, openfga_endpoint: "${fga.url}", openfga_store_id: "${fga.storeId}", openfga_cache_ttl_seconds: 0, openfga_timeout_ms: 5000${extra} }
-`;
+  const fgaBucket = (name: string, endpoint: string, extra = "") => openFgaBucketYaml(name, endpoint, fga, extra);
   env = await startUploadEnv({
     opaUrl: opa.url,
     moreBuckets: (endpoint) => fgaBucket("fga", endpoint) + fgaBucket("fgab", endpoint, ", openfga_bypass_relation: editor"),

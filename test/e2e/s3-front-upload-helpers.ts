@@ -124,6 +124,21 @@ export interface SignedOptions {
 }
 
 /** A request to the S3 front signed with the project's own SigV4 signer (header auth). */
+/**
+ * A read-write bucket over the fixture's `up` bucket, authenticated and authorized by the OpenFGA
+ * test server `fga` (no decision cache), `extra` added to its authorization section
+ * (`, openfga_bypass_relation: editor`).
+ */
+export function openFgaBucketYaml(name: string, endpoint: string, fga: { url: string; storeId: string }, extra = ""): string {
+  return `  - name: ${name}
+    path_prefix: /${name}
+    access: read-write
+    s3: { bucket: up, endpoint: "${endpoint}", access_key: "${UPSTREAM_WRITER.accessKeyId}", secret_key: "${UPSTREAM_WRITER.secretAccessKey}" }
+    auth: { enabled: true }
+    authorization: { type: openfga, openfga_endpoint: "${fga.url}", openfga_store_id: "${fga.storeId}", openfga_cache_ttl_seconds: 0, openfga_timeout_ms: 5000${extra} }
+`;
+}
+
 export function signedFetch(env: { endpoint: string; port: number }, o: SignedOptions): Promise<Response> {
   const creds = o.creds ?? WRITER;
   const signer = new S3Signer(creds, "us-east-1");
