@@ -49,7 +49,7 @@
 import { RedisClient } from "bun";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
 import { OutageReasons } from "../util/outage-reasons.ts";
-import { keepAlivePeriod, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRIKES, SlowStrikes, withTimeout } from "../util/redis-wait.ts";
+import { keepAlivePeriod, newRedisClient, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRIKES, SlowStrikes, withTimeout } from "../util/redis-wait.ts";
 
 export type LinkState = "connecting" | "syncing" | "up" | "down" | "closed";
 
@@ -352,7 +352,7 @@ export class RedisLink {
     const ms = this.opts.operationTimeoutMs + Math.ceil((bytes / STORE_BYTES_PER_SECOND) * 1000);
     let conn = this.bulk.get(use);
     if (conn === undefined) {
-      const c = new RedisClient(this.opts.url, { connectionTimeout: this.opts.connectTimeoutMs, autoReconnect: false, enableOfflineQueue: false });
+      const c = newRedisClient(this.opts.url, this.opts.connectTimeoutMs);
       const opened = withTimeout(c.connect(), this.opts.connectTimeoutMs, "connect").then(
         () => c,
         (err) => {
@@ -387,12 +387,12 @@ export class RedisLink {
   private async connect(): Promise<void> {
     if (this.stateValue === "closed") return;
     const n = ++this.attempt;
-    // (Bun's own connect timeout is twice ours: equal, it came first, as ERR_REDIS_CONNECTION_CLOSED,
-    // and a Redis back by the time redisAuthFailure asked refused nothing: a frozen Redis with a
-    // password logged that as another reason at every outage. Ours is `no answer within`.)
-    const options = { connectionTimeout: this.opts.connectTimeoutMs * 2, autoReconnect: false, enableOfflineQueue: false };
-    const cmd = new RedisClient(this.opts.url, options);
-    const sub = new RedisClient(this.opts.url, options);
+    // (Bun's own connect timeout is beyond ours, a stall of this process included (newRedisClient):
+    // it came first, as ERR_REDIS_CONNECTION_CLOSED, and a Redis back by the time redisAuthFailure
+    // asked refused nothing: a frozen Redis with a password logged that as another reason at every
+    // outage. Ours is `no answer within`.)
+    const cmd = newRedisClient(this.opts.url, this.opts.connectTimeoutMs);
+    const sub = newRedisClient(this.opts.url, this.opts.connectTimeoutMs);
     const current = () => n === this.attempt && this.stateValue !== "closed";
     let connected = false;
     try {

@@ -26,7 +26,7 @@
 import { RedisClient } from "bun";
 import { OutageReasons } from "../util/outage-reasons.ts";
 import { redisAuthFailure, worthAskingWhy } from "../util/redis-auth.ts";
-import { bunConnectTimeout, keepAlivePeriod, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRIKES, SlowStrikes, STALL_MS, withTimeout } from "../util/redis-wait.ts";
+import { keepAlivePeriod, newRedisClient, redisIdleTimeout, RedisTimeout, silentAfter, SLOW_STRIKES, SlowStrikes, STALL_MS, withTimeout } from "../util/redis-wait.ts";
 import type { RateConfig } from "../config/schema.ts";
 import type { Logger } from "../observe/log.ts";
 import { RateLimiter, type RateCheck, type RateLimitSource, type RateScope } from "./rate-limiter.ts";
@@ -239,7 +239,7 @@ export class RedisRateLimiter {
   }
 
   private newClient(): RedisClient {
-    const c = new RedisClient(this.url, { enableOfflineQueue: false, autoReconnect: false, connectionTimeout: bunConnectTimeout(this.connectMs) });
+    const c = newRedisClient(this.url, this.connectMs);
     // Closed while connecting is recheck()'s to report (with its cause); only a lost link is this.
     c.onclose = () => {
       if (this.up && this.client === c) this.lost("connection closed");
@@ -450,7 +450,7 @@ export class RedisRateLimiter {
       if (this.silentSince !== undefined && performance.now() - this.silentSince >= this.silentMs) this.replaceClient();
       if (!this.client.connected) {
         // (Bun's own connect timeout is beyond ours, a stall of this process included
-        // (bunConnectTimeout): it came first, as `Connection closed`, and a Redis back by the time
+        // (newRedisClient): it came first, as `Connection closed`, and a Redis back by the time
         // redisAuthFailure asked refused nothing: another reason logged at every outage of a frozen
         // Redis. Ours abandons the attempt, whose close says nothing.)
         await withTimeout(this.client.connect(), this.connectMs, "Redis").catch((err: unknown) => {

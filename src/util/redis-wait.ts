@@ -2,6 +2,7 @@
  * A Redis answer awaited with a deadline, for both Redis clients (the cache layer's link and the
  * shared rate limits).
  */
+import { RedisClient } from "bun";
 
 /** withTimeout's rejection: no answer in time (the command may still be answered, late). */
 export class RedisTimeout extends Error {
@@ -57,13 +58,15 @@ export function silentAfter(timeoutMs: number): number {
 export const STALL_MS = 50;
 
 /**
- * Bun's own connect timeout (RedisClient's connectionTimeout) for a connect awaited with
- * withTimeout(…, ms): a backstop that must not come first. After a stall of this process at the
- * deadline, withTimeout refuses 2 × ms and the stall after the start; at 2 × ms, Bun's came first
- * on a loaded host, and its `Connection closed` was logged as another reason for the outage.
+ * A Redis client whose connect is awaited with withTimeout(…, connectMs) (the cache layer's
+ * connections, the shared rate limits'): no offline queue, no reconnect of its own, and Bun's own
+ * connect timeout a backstop that does not come first: after a stall of this process at the
+ * deadline, withTimeout refuses 2 × connectMs and the stall after the start; at 2 × connectMs
+ * (1 × on the cache layer's bulk connections), Bun's came first on a loaded host, and its
+ * `Connection closed` was logged as another reason for the outage (or failed the command as one).
  */
-export function bunConnectTimeout(ms: number): number {
-  return ms * 4;
+export function newRedisClient(url: string, connectMs: number): RedisClient {
+  return new RedisClient(url, { enableOfflineQueue: false, autoReconnect: false, connectionTimeout: connectMs * 4 });
 }
 
 /**

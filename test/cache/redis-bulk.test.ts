@@ -10,6 +10,7 @@ import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { BULK_QUEUE_BYTES, RedisLink, STORE_BYTES_PER_SECOND } from "../../src/cache/redis-link.ts";
 import { startRedis, type RedisServer } from "../fixtures/services.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { tcpRelay } from "./relay.ts";
 
 setDefaultTimeout(30_000);
 
@@ -97,4 +98,23 @@ test("a large read whose turn does not come within operation_timeout_ms + BULK_W
   // the connection's queue goes on: the next read runs at once
   expect(await link.runBulk("read", "after", MiB, (c) => c.send("PING", []))).toBe("PONG");
   expect(link.up).toBe(true);
+});
+
+test("a bulk connection whose handshake Redis does not answer in time, this process stalled at the wait's deadline: the command fails as `connect: no answer within` connect_timeout_ms; it was Bun's `Connection closed` (its own connect timeout was the wait itself, and came first after the stall)", async () => {
+  const relay = await tcpRelay(redis.port);
+  const slow = new RedisLink({ url: `redis://127.0.0.1:${relay.port}`, connectTimeoutMs: 200, operationTimeoutMs: 50, channel: "bulk-test", onMessage() {}, onUp: async () => {} });
+  try {
+    await waitFor(() => slow.up, { message: "the link to come up" });
+    relay.holdOn(/HELLO/); // the bulk connection's handshake never reaches Redis
+    const read = slow.runBulk("read", "GET", MiB, (c) => c.send("PING", []));
+    await waitFor(() => relay.holding(), { message: "the handshake sent" });
+    // This process stalled at the wait's deadline (a starved CPU): the wait gives Redis its 200 ms
+    // again from then (redis-wait.ts), past the 200 ms Bun's own connect timeout had.
+    const end = performance.now() + 300;
+    while (performance.now() < end);
+    await expect(read).rejects.toThrow("connect: no answer within 200 ms");
+  } finally {
+    slow.close();
+    relay.close();
+  }
 });

@@ -648,6 +648,28 @@ describe("failure is not an outage", () => {
     }
   });
 
+  test("a Redis that takes the connections but does not answer one's AUTH in time (frozen, and back by the time the refusal is looked into), this process stalled at the wait's deadline: `no answer within` connect_timeout_ms, logged once; it was `connect: ERR_REDIS_CONNECTION_CLOSED` (Bun's own connect timeout, 2 × the wait, came first after the stall)", async () => {
+    await raw.send("ACL", ["SETUSER", "slowauth", "on", ">Slowauth-pw-1", "~*", "&*", "+@all"]);
+    const relay = await tcpRelay(redis.port);
+    relay.holdOn(/AUTH/); // the first connection's AUTH never reaches Redis; the next ones do
+    const log = captureLog();
+    const l = new RedisLayer({ url: `redis://slowauth:Slowauth-pw-1@127.0.0.1:${relay.port}`, keyPrefix: "slowauth:", maxItemBytes: 1 << 20, connectTimeoutMs: 200, operationTimeoutMs: 300, log, minBackoffMs: 20, maxBackoffMs: 40 });
+    layers.push(l);
+    try {
+      await waitFor(() => relay.holding(), { message: "the AUTH sent" });
+      // This process stalled at the wait's deadline (a starved CPU): the wait gives Redis its 200 ms
+      // again from then (redis-wait.ts), past the 400 ms Bun's own connect timeout had.
+      const end = performance.now() + 300;
+      while (performance.now() < end);
+      await waitFor(() => l.health().up, { message: "the layer up once the AUTH is answered" });
+      expect(log.lines.filter((x) => x.level === "warn").map((x) => x.fields?.reason)).toEqual(["connect: no answer within 200 ms"]);
+      expect(JSON.stringify(log.lines)).not.toContain("Slowauth-pw-1");
+    } finally {
+      l.close();
+      relay.close();
+    }
+  });
+
   test("a Redis user without a command the layer needs (an ACL without SUBSCRIBE): down, and the reason is Redis's own refusal, not a bare error code", async () => {
     await using own = await startRedis();
     const admin = new RedisClient(own.url);
