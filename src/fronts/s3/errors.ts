@@ -4,7 +4,7 @@
  * from client-supplied values only; never a stack trace, a secret or an upstream internal.
  */
 import type { ErrorCode, ProxyError } from "../../errors.ts";
-import { XML_DECL, el, escapeListingText } from "./xml.ts";
+import { XML_DECL, el, keyEl } from "./xml.ts";
 import { CREDENTIAL_CODES } from "../../s3/errors.ts";
 
 export const S3_ERRORS = {
@@ -111,7 +111,7 @@ export function s3Error(
  * `missing\uFFFDx`, another key than the client's). A NUL, which has no XML form at all (the
  * front refuses it in a key: its 400's Resource holds it), stays U+FFFD.
  */
-const clientEl = (name: string, text: string): string => "<" + name + ">" + escapeListingText(text.includes("\0") ? text.replaceAll("\0", "\ufffd") : text) + "</" + name + ">";
+const clientEl = (name: string, text: string): string => keyEl(name, text.includes("\0") ? text.replaceAll("\0", "\ufffd") : text);
 
 /**
  * `<Error><Code/><Message/>[details]<Resource/><RequestId/></Error>` with every value escaped.

@@ -69,6 +69,16 @@ export function escapeListingText(text: string): string {
   return text.split(FORBIDDEN_C0_SPLIT).map((piece, i) => (i % 2 === 1 ? asReference(piece) : escapeXml(piece))).join("");
 }
 
+/**
+ * `<name>text</name>` for a key the front writes in its own result (InitiateMultipartUploadResult,
+ * CompleteMultipartUploadResult, PostResponse) or an error's client-given text: its C0 controls as
+ * S3 writes them, numeric references (`&#x1;`, escapeListingText), as the listings do; as U+FFFD,
+ * as el() writes them, the result named another key than the one stored.
+ */
+export function keyEl(name: string, text: string): string {
+  return "<" + name + ">" + escapeListingText(text) + "</" + name + ">";
+}
+
 /** `<name>escaped text</name>` */
 export function el(name: string, text: string): string {
   return "<" + name + ">" + escapeXml(text) + "</" + name + ">";
