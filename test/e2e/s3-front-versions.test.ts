@@ -98,6 +98,9 @@ describe("reading versions", () => {
     expect({ status: bad.status, code: bad.code }).toEqual({ status: 400, code: "InvalidArgument" });
     // (S3's ArgumentName and ArgumentValue, relayed: the value was dropped)
     expect(bad.body).toContain("<ArgumentName>versionId</ArgumentName><ArgumentValue>not-a-version</ArgumentValue>");
+    // (and one holding `+`, `/` or `.`, as S3's version ids do: it was dropped, held to the no-dots rule of the other details)
+    const dotted = await answerOf(await get("/up/ver/b.txt", [["versionId", "3/L4kq+x.v2"]]));
+    expect(dotted.body).toContain("<ArgumentName>versionId</ArgumentName><ArgumentValue>3/L4kq+x.v2</ArgumentValue>");
     const head = await get("/up/ver/b.txt", [["versionId", UNKNOWN]], { method: "HEAD" });
     expect(head.status).toBe(404);
     await refused(get("/up/ver/b.txt", [["versionId", ""]]), 400, "InvalidArgument");

@@ -57,10 +57,20 @@ const RELAYED_DETAILS = new Set(["Condition", "ArgumentName", "ArgumentValue", "
 /** A detail's value: a plain word or number (no dots: a host name is no detail). */
 const DETAIL_VALUE = /^[A-Za-z0-9_-]{1,64}$/;
 /**
- * Arguments whose value is the proxy's own, not the client's (its signature, credential, session
- * token, date, payload hash, host): their <ArgumentValue> is never relayed.
+ * An <ArgumentValue>: the client's own text for the argument its <ArgumentName> names (the proxy
+ * passes the client's arguments as sent), relayed up to S3's longest key (1,024 characters) and
+ * without control characters (escaped when written, errors.ts). Not held to DETAIL_VALUE, which is
+ * for the other details (numbers, a condition's name; no dots, as a host name is no detail): S3's
+ * version ids and keys hold `+`, `/` and `.`, and such a value was dropped (54dbd346).
  */
-const OWN_ARGUMENT = /^(?:authorization|host|x-amz-(?:security-token|date|content-sha256|credential|signature|signedheaders|algorithm|expires))$/i;
+const ARGUMENT_VALUE = /^[^\x00-\x1f\x7f]{1,1024}$/;
+/**
+ * Arguments whose value is the proxy's own, not the client's (its signature, credential, session
+ * token, date, payload hash, host, a SigV2 query's key and signature; the upstream's continuation
+ * token, the client's being the proxy's, list-token.ts; the copy source with the upstream's
+ * bucket): their <ArgumentValue> is never relayed.
+ */
+const OWN_ARGUMENT = /^(?:authorization|host|awsaccesskeyid|signature|continuation-token|x-amz-(?:security-token|date|content-sha256|credential|signature|signedheaders|algorithm|expires|copy-source))$/i;
 
 export function relayedHeaders(ctx: RequestContext, res: Response | undefined): Headers {
   const h = new Headers({ "x-amz-request-id": ctx.id });
@@ -181,7 +191,8 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
     for (const c of doc!.children) {
       if (!RELAYED_DETAILS.has(c.name)) continue;
       const value = c.text.trim();
-      if (DETAIL_VALUE.test(value) && !namesBucket(value, upstreamBucket) && !NAMES_INTERNALS.test(value)) e.details = { ...e.details, [c.name]: value };
+      const safe = c.name === "ArgumentValue" ? ARGUMENT_VALUE.test(value) : DETAIL_VALUE.test(value) && !NAMES_INTERNALS.test(value);
+      if (safe && !namesBucket(value, upstreamBucket)) e.details = { ...e.details, [c.name]: value };
     }
     // (an ArgumentValue only beside the ArgumentName it is the value of, and only the client's)
     const d = e.details;

@@ -13,6 +13,7 @@ import type { S3Principal } from "../../../src/fronts/s3/identities.ts";
 import { partsOf } from "../../../src/fronts/s3/multipart.ts";
 import { mayAccess } from "../../../src/fronts/s3/permissions.ts";
 import { errorOf } from "../../../src/fronts/s3/relay.ts";
+import { renderS3ErrorXml } from "../../../src/fronts/s3/errors.ts";
 import { childrenNamed, parseXml, type XmlError } from "../../../src/fronts/s3/xml-reader.ts";
 import { MAX_XML_BODY, parseClientXml, readWhole, XML_ELEMENT_LIMITS } from "../../../src/fronts/s3/writes.ts";
 import { tagsOf } from "../../../src/fronts/s3/tagging.ts";
@@ -182,7 +183,25 @@ describe("errorOf (an upstream error answer, for the client)", () => {
     expect(bad("x-amz-content-sha256", "0".repeat(64))).toEqual({ ArgumentName: "x-amz-content-sha256" });
     expect(bad("X-Amz-Signature", "ab12")).toEqual({ ArgumentName: "X-Amz-Signature" });
     expect(errorOf(400, err("<Error><Code>InvalidArgument</Code><Message>x</Message><ArgumentValue>abc</ArgumentValue></Error>"), "b").details).toBeUndefined();
-    expect(bad("versionId", "x".repeat(65))).toEqual({ ArgumentName: "versionId" });
+    expect(bad("versionId", "x".repeat(1025))).toEqual({ ArgumentName: "versionId" });
+  });
+  test("an ArgumentValue holding `+`, `/` or `.` (an S3 version id, a key) is relayed, escaped when written, up to 1,024 characters (it was dropped: the no-dots rule of the other details); never with a control character, the upstream bucket, or the upstream's continuation token or copy source", () => {
+    // (read as the relay reads an upstream's answer: leniently, so a reference to a control character is one)
+    const bad = (name: string, value: string, bucket = "hidden-bucket") => errorOf(400, parseXml(`<Error><Code>InvalidArgument</Code><Message>x</Message><ArgumentName>${name}</ArgumentName><ArgumentValue>${value}</ArgumentValue></Error>`, { lenient: true }), bucket).details;
+    const version = "3/L4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo.v2";
+    expect(bad("versionId", version)).toEqual({ ArgumentName: "versionId", ArgumentValue: version });
+    expect(bad("x-amz-copy-source-range", "bytes=a&lt;b")).toEqual({ ArgumentName: "x-amz-copy-source-range", ArgumentValue: "bytes=a<b" });
+    const long = "k/" + "x".repeat(1022);
+    expect(bad("versionId", long)).toEqual({ ArgumentName: "versionId", ArgumentValue: long });
+    const doc = err("<Error><Code>InvalidArgument</Code><Message>x</Message><ArgumentName>versionId</ArgumentName><ArgumentValue>a&lt;b</ArgumentValue></Error>");
+    expect(renderS3ErrorXml(errorOf(400, doc, "hidden-bucket"), { requestId: "r" })).toContain("<ArgumentName>versionId</ArgumentName><ArgumentValue>a&lt;b</ArgumentValue>");
+    expect(bad("versionId", "a&#x1;b")).toEqual({ ArgumentName: "versionId" });
+    expect(bad("versionId", "hidden-bucket/k.txt")).toEqual({ ArgumentName: "versionId" });
+    expect(bad("continuation-token", "1/upstream.token+")).toEqual({ ArgumentName: "continuation-token" });
+    // (the proxy's own credential and signature, which the no-dots rule happened to drop too)
+    const auth = "AWS4-HMAC-SHA256 Credential=AKIDUPSTREAM/20261207/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=ab12";
+    for (const name of ["Authorization", "X-Amz-Credential", "AWSAccessKeyId"]) expect(bad(name, auth)).toEqual({ ArgumentName: name });
+    expect(bad("x-amz-copy-source", "src/k.txt", "other")).toEqual({ ArgumentName: "x-amz-copy-source" });
   });
   test("S3's messages and details with a list in brackets or a size of 100 MB or more are relayed (they were replaced by the generic text); an account id or a bracketed address is not", () => {
     const mp = "The provided 'x-amz-mp-object-size' header value 100000000 does not match what was computed: 3";
