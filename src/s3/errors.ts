@@ -37,17 +37,17 @@ export const SLOW_DOWN_REASON = /^slow ?down$/i;
 export const MINIO_ERROR_CODE = "x-minio-error-code";
 
 /**
- * The verdict on a 503 already told SlowDown or not (src/s3/upstream.ts slowDownOf): the copy of
- * a body it read, or a HEAD's told by a GET of its key (BucketUpstream.tellHead503).
+ * The S3 error code of an answer already told (src/s3/upstream.ts answerCodeOf), undefined when it
+ * said none: the copy of a body it read, or a HEAD's told by a GET of its key (tellHeadCode).
  */
-export const slowDownTold = new WeakMap<Response, boolean>();
+export const codeTold = new WeakMap<Response, string | undefined>();
 
 /**
  * Whether a 503 says SlowDown without a body to say it in (a HEAD's): S3's "Slow Down" reason
- * phrase, MinIO's x-minio-error-code, or the verdict of a GET of its key (slowDownTold).
+ * phrase, MinIO's x-minio-error-code, or the code a GET of its key told (codeTold).
  */
 export function bodilessSlowDown(res: Response): boolean {
-  return res.status === 503 && (SLOW_DOWN_REASON.test(res.statusText) || res.headers.get(MINIO_ERROR_CODE) === "SlowDown" || slowDownTold.get(res) === true);
+  return res.status === 503 && (SLOW_DOWN_REASON.test(res.statusText) || res.headers.get(MINIO_ERROR_CODE) === "SlowDown" || codeTold.get(res) === "SlowDown");
 }
 
 export function parseS3ErrorCode(xml: string): string | undefined {

@@ -39,8 +39,8 @@ import { isOwnedBytes, markOwnedBytes } from "../http/owned-response.ts";
 import { BREAKER_STATE_CODE, type BreakerState, type CircuitBreaker } from "../limits/index.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import type { ReplicaSeries } from "../observe/replica-metrics.ts";
-import { attemptDeadlines, BucketUpstream, errorCodeOf, logBreaker, slowDownOf, type UpstreamDeps, type UpstreamTiming } from "./upstream.ts";
-import { CREDENTIAL_CODES, MINIO_ERROR_CODE } from "./errors.ts";
+import { answerCodeOf, attemptDeadlines, BucketUpstream, logBreaker, tellHeadCode, type UpstreamDeps, type UpstreamTiming } from "./upstream.ts";
+import { CREDENTIAL_CODES } from "./errors.ts";
 
 type ObjectMethod = "GET" | "HEAD";
 
@@ -178,8 +178,9 @@ export class ReplicaSet implements ObjectUpstream {
         const pending = r.upstream.fetchObject(method, key, forward, bounded?.signal ?? signal, timing, last ? undefined : 1);
         if (bounded === undefined) {
           const res = await pending;
-          // (a HEAD's refusal has no body to say whether it is of the replica's credentials: told by a GET)
-          return method === "HEAD" && !last && (res.status === 403 || res.status === 400) ? await tellHeadRefusal(r, key, res, signal, timing) : res;
+          // (a HEAD's refusal has no body to say whether it is of the replica's credentials: told by a
+          // GET of the key's first byte, one attempt, whose error body says it)
+          return method === "HEAD" && !last && (res.status === 403 || res.status === 400) ? await tellHeadCode(res, () => r.upstream.fetchObject("GET", key, { range: "bytes=0-0" }, signal, timing, 1)) : res;
         }
         // (the breaker admits the attempt synchronously, in fetchObject: this is the body recorder
         // of the state period it was admitted in, as its ticket's bodyEnded is)
@@ -255,9 +256,9 @@ export class ReplicaSet implements ObjectUpstream {
         const status = res.status;
         let answer = status < 500 ? status < 300 || status >= 400 || status === 304 : status === 501;
         if (status === 503) {
-          const told = await slowDownOf(res);
+          const told = await answerCodeOf(res);
           res = told.res;
-          answer = told.slowDown;
+          answer = told.code === "SlowDown";
         } else if ((status === 403 || status === 400) && !last) {
           // A refusal of the replica's own credentials (InvalidAccessKeyId, SignatureDoesNotMatch,
           // ExpiredToken, InvalidToken...: a rotated key, an expired session token, a wrong region
@@ -265,9 +266,9 @@ export class ReplicaSet implements ObjectUpstream {
           // one's failure counted (its breaker, which counts no 4xx, does not). AccessDenied,
           // NoSuchKey and any other 4xx are the object's answer. Answered, a client got 403 though
           // the next replica held the object, until the readiness probe demoted this one.
-          const told = await credentialRefusalOf(res);
+          const told = await answerCodeOf(res);
           res = told.res;
-          answer = !told.refused;
+          answer = told.code === undefined || !CREDENTIAL_CODES.has(told.code);
         }
         if (answer || last) {
           if (r.series) (answer ? r.series.success : r.series.failure).value++;
@@ -299,37 +300,6 @@ export class ReplicaSet implements ObjectUpstream {
       failedFrom = r;
     }
   }
-}
-
-/** A HEAD's 400 or 403 told by a GET of its key (tellHeadRefusal): whether it refused the replica's own credentials. */
-const credentialsTold = new WeakMap<Response, boolean>();
-
-/**
- * Whether `res`, a replica's 400 or 403, refuses the replica's own credentials (an S3 code of
- * CREDENTIAL_CODES, from MinIO's x-minio-error-code, a HEAD's verdict, else its error body), and
- * the answer to hand on in its place (errorCodeOf's copy when the body was read).
- */
-async function credentialRefusalOf(res: Response): Promise<{ refused: boolean; res: Response }> {
-  const minio = res.headers.get(MINIO_ERROR_CODE);
-  if (minio !== null) return { refused: CREDENTIAL_CODES.has(minio), res };
-  const told = credentialsTold.get(res);
-  if (told !== undefined || res.body === null) return { refused: told === true, res };
-  const { code, res: copy } = await errorCodeOf(res);
-  return { refused: code !== undefined && CREDENTIAL_CODES.has(code), res: copy };
-}
-
-/**
- * `res`, a HEAD's 400 or 403 from replica `r` (not the last asked), its verdict for
- * credentialRefusalOf told by a GET of the key's first byte (one attempt), whose error body says
- * what the HEAD's cannot (MinIO's header says it at once: not asked).
- */
-async function tellHeadRefusal(r: Replica, key: string, res: Response, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
-  if (res.headers.has(MINIO_ERROR_CODE)) return res;
-  const got = await r.upstream.fetchObject("GET", key, { range: "bytes=0-0" }, signal, timing, 1).catch(() => undefined);
-  if (got === undefined) return res;
-  if (got.status === res.status) credentialsTold.set(res, (await credentialRefusalOf(got)).refused);
-  else got.body?.cancel().catch(() => {});
-  return res;
 }
 
 /**

@@ -24,7 +24,7 @@ import { fetchedAnswer } from "../http/headers.ts";
 import { contentLengthOf, exchangeController, fetchFramed, fetchWithBody, holdPaced, prepareSend, type PreparedSend, type SendRequest, wholeAnswer } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
-import { CREDENTIAL_CODES, MINIO_ERROR_CODE, parseS3ErrorCode, readErrorPrefix, retryAfterMs, SLOW_DOWN_REASON, slowDownTold } from "./errors.ts";
+import { CREDENTIAL_CODES, MINIO_ERROR_CODE, parseS3ErrorCode, readErrorPrefix, retryAfterMs, SLOW_DOWN_REASON, codeTold } from "./errors.ts";
 import { decodeComponent } from "../util/text.ts";
 import { certRefusalHint } from "../util/tls-refusal.ts";
 
@@ -72,22 +72,37 @@ export interface UpstreamTiming {
 
 
 /**
- * Whether a 503 is S3's SlowDown: its reason phrase ("503 Slow Down", S3's own), MinIO's
- * x-minio-error-code header (it writes "503 Service Unavailable" and, on a HEAD, no body), else
- * the <Code> of its error body. The body's first 64 KiB are read (what errorFromResponse reads
- * too) and handed on in a Response of the same status and headers (Content-Length dropped when
- * the rest was not read). A HEAD's 503 that says neither was asked again as a GET (tellHead503).
+ * The S3 error code of an error answer, and the answer to hand on in its place: a 503's reason
+ * phrase "Slow Down" (S3's own: SlowDown), MinIO's x-minio-error-code header (it writes "503
+ * Service Unavailable" and, on a HEAD, no body), a code already told (codeTold: a body read here
+ * before, or a HEAD's told by a GET of its key, tellHeadCode), else the <Code> of its error body,
+ * whose first 64 KiB are read (what errorFromResponse reads too) and handed on in a Response of the
+ * same status and headers (Content-Length dropped when the rest was not read), its code recorded so
+ * that it is read once. One mechanism for a 503's SlowDown (the breaker, failover) and a replica's
+ * refusal of its own credentials (CREDENTIAL_CODES: failover).
  */
-export async function slowDownOf(res: Response): Promise<{ slowDown: boolean; res: Response }> {
-  if (SLOW_DOWN_REASON.test(res.statusText)) return { slowDown: true, res };
+export async function answerCodeOf(res: Response): Promise<{ code: string | undefined; res: Response }> {
+  if (res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) return { code: "SlowDown", res };
   const minio = res.headers.get(MINIO_ERROR_CODE);
-  if (minio !== null) return { slowDown: minio === "SlowDown", res };
-  const told = slowDownTold.get(res);
-  if (told !== undefined) return { slowDown: told, res };
-  if (res.body === null) return { slowDown: false, res };
+  if (minio !== null) return { code: minio, res };
+  if (codeTold.has(res) || res.body === null) return { code: codeTold.get(res), res };
   const { code, res: copy } = await errorCodeOf(res);
-  slowDownTold.set(copy, code === "SlowDown");
-  return { slowDown: code === "SlowDown", res: copy };
+  codeTold.set(copy, code);
+  return { code, res: copy };
+}
+
+/**
+ * `res`, a HEAD's error answer, with its code for answerCodeOf told by `ask`, a GET of the key's
+ * first byte, whose error body says what the HEAD's cannot (a 503's SlowDown, a 400's or 403's
+ * refusal of the credentials), when it answers the same status; not asked when the HEAD says it
+ * already (a 503's "Slow Down" reason phrase, MinIO's header).
+ */
+export async function tellHeadCode(res: Response, ask: () => Promise<Response>): Promise<Response> {
+  if ((res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) || res.headers.has(MINIO_ERROR_CODE)) return res;
+  const got = await ask().catch(() => undefined);
+  if (got?.status === res.status) codeTold.set(res, (await answerCodeOf(got)).code);
+  else got?.body?.cancel().catch(() => {});
+  return res;
 }
 
 /**
@@ -376,8 +391,8 @@ export class BucketUpstream {
       // 501 NotImplemented refuses a header the store does not implement: a healthy answer too.
       const status = res.status;
       if (status === 503) {
-        const told = await slowDownOf(res);
-        success = told.slowDown;
+        const told = await answerCodeOf(res);
+        success = told.code === "SlowDown";
         return told.res;
       }
       success = status < 500 || status === 501;
@@ -401,16 +416,12 @@ export class BucketUpstream {
   /**
    * A HEAD's 503 that says neither SlowDown nor what else it is (no "Slow Down" reason phrase, no
    * x-minio-error-code, no body): a GET of the key's first byte asks the store which it is, as a
-   * GET's 503 says it in its body (its verdict recorded for slowDownOf). Without it a throttled
-   * store's HEAD was failed over (and charged to its breaker) while a GET of the same key got its
-   * 503 SlowDown. Asked only where the verdict is used: a breaker, or a replica but the last.
+   * GET's 503 says it in its body (tellHeadCode). Without it a throttled store's HEAD was failed
+   * over (and charged to its breaker) while a GET of the same key got its 503 SlowDown. Asked only
+   * where the verdict is used: a breaker, or a replica but the last.
    */
-  private async tellHead503(res: Response, key: string, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
-    if (SLOW_DOWN_REASON.test(res.statusText) || res.headers.has(MINIO_ERROR_CODE)) return res;
-    const got = await this.once("GET", key, { range: "bytes=0-0" }, signal, timing, undefined, undefined).catch(() => undefined);
-    if (got?.status === 503) slowDownTold.set(res, (await slowDownOf(got)).slowDown);
-    else got?.body?.cancel().catch(() => {});
-    return res;
+  private tellHead503(res: Response, key: string, signal: AbortSignal, timing: UpstreamTiming): Promise<Response> {
+    return tellHeadCode(res, () => this.once("GET", key, { range: "bytes=0-0" }, signal, timing, undefined, undefined));
   }
 
   /**

@@ -1,6 +1,6 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { forwardRequestHeaders, keepPassedResponseHeaders, objectHeaders, passResponseHeaders, privateCacheControl } from "../../src/http/headers.ts";
-import { mapS3Error, errorFromResponse, parseS3ErrorCode, slowDownTold } from "../../src/s3/errors.ts";
+import { mapS3Error, errorFromResponse, parseS3ErrorCode, codeTold } from "../../src/s3/errors.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -210,7 +210,7 @@ describe("S3 error mapping", () => {
 
   test("a HEAD's 503 says SlowDown by S3's reason phrase, MinIO's x-minio-error-code, or a GET of its key's verdict; a bare one is ServiceUnavailable", async () => {
     const told = new Response(null, { status: 503, statusText: "Service Unavailable" });
-    slowDownTold.set(told, true);
+    codeTold.set(told, "SlowDown");
     const answers = [
       new Response(null, { status: 503, statusText: "Slow Down" }),
       new Response(null, { status: 503, statusText: "Service Unavailable", headers: { "x-minio-error-code": "SlowDown" } }),

@@ -10,7 +10,7 @@ import { ProxyError } from "../../src/errors.ts";
 import { Metrics } from "../../src/observe/metrics.ts";
 import { buildUpstream, readOrder, ReplicaSet } from "../../src/s3/replicas.ts";
 import { listObjectsV2 } from "../../src/s3/operations/list-objects.ts";
-import { abandonUpstream, BucketUpstream, slowDownOf } from "../../src/s3/upstream.ts";
+import { abandonUpstream, answerCodeOf, BucketUpstream } from "../../src/s3/upstream.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
@@ -241,11 +241,11 @@ describe("failover within one request", () => {
 
   // With a breaker, guarded reads a 503's body to tell SlowDown, and failover asked the copy again:
   // a second 64 KiB read and parse, a third Response, per 503
-  test("a 503's body is read once: asked again, slowDownOf answers the copy it made as it is", async () => {
+  test("a 503's body is read once: asked again, answerCodeOf answers the copy it made as it is", async () => {
     for (const code of ["SlowDown", "ServiceUnavailable"]) {
-      const first = await slowDownOf(new Response(`<Error><Code>${code}</Code></Error>`, { status: 503 }));
-      const again = await slowDownOf(first.res);
-      expect(again.slowDown).toBe(code === "SlowDown");
+      const first = await answerCodeOf(new Response(`<Error><Code>${code}</Code></Error>`, { status: 503 }));
+      const again = await answerCodeOf(first.res);
+      expect(again.code).toBe(code);
       expect(again.res).toBe(first.res);
       expect(await again.res.text()).toBe(`<Error><Code>${code}</Code></Error>`);
     }
