@@ -24,7 +24,7 @@ import { createLogger } from "../../src/observe/log.ts";
 import { S3Signer } from "../../src/s3/sigv4.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
-import { bytesOf, chunkedRequest, hs256, lines, rawRequest, sha256, signedFetch, startUploadFixture, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { bytesOf, chunkedRequest, hs256, lines, rawRequest, READER, sha256, signedFetch, startUploadFixture, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -247,6 +247,34 @@ describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
       const [access, audit] = [await accessLine(id), await auditLine(id)];
       expect({ id, subject: access.subject, identity: audit.identity }).toEqual({ id, subject: "a\ufffdb", identity: "a\ufffdb" });
       expect(lone.test(String(access.subject)) || lone.test(String(audit.identity))).toBe(false);
+    }
+  });
+
+  // The S3 front answers a refusal S3's bare AccessDenied; its access line had only
+  // "error":"AccessDenied", so an operator could not tell which grant or claim rule was missing
+  // (the plain front's line names the rule as `reason`).
+  test("an S3-front AccessDenied names in the access line's reason the grant or rule that refused it", async () => {
+    const session = async (claims: Record<string, unknown>) => {
+      const token = hs256({ sub: "r", ...claims, exp: Math.floor(Date.now() / 1000) + 600 });
+      const form = `Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn:aws:iam::123456789012:role/r&RoleSessionName=why&WebIdentityToken=${token}`;
+      const xml = await (await fetch(`http://${host()}/`, { method: "POST", body: form, headers: { "content-type": "application/x-www-form-urlencoded" } })).text();
+      const field = (name: string) => new RegExp(`<${name}>([^<]*)</${name}>`).exec(xml)![1]!;
+      return { accessKeyId: field("AccessKeyId"), secretAccessKey: field("SecretAccessKey"), sessionToken: field("SessionToken") };
+    };
+    const cases: Array<[string, Promise<Response>, string]> = [
+      ["other-team", signedFetch(env, { method: "GET", path: "/teamw/log/why.txt", creds: await session({ team: "b" }), headers: { "x-request-id": `why-team-${engine}` } }), "bucket teamw's auth.claims: claim 'team' must equal a"],
+      ["no-write-claim", signedFetch(env, { method: "PUT", path: "/teamw/log/why.txt", body: "x", creds: await session({ team: "a", role: "reader" }), headers: { "x-request-id": `why-role-${engine}` } }), "Writes need: claim 'role' must equal writer"],
+      ["no-write-grant", signedFetch(env, { method: "PUT", path: "/up/log/why.txt", body: "x", creds: READER, headers: { "x-request-id": `why-grant-${engine}` } }), "identity reader's grant on bucket up has read, list; s3:PutObject needs write"],
+      ["no-grant", signedFetch(env, { method: "GET", path: "/teamw/log/why.txt", creds: READER, headers: { "x-request-id": `why-bucket-${engine}` } }), "identity reader has no grant on bucket teamw (s3_api.credentials buckets)"],
+      ["read-only", signedFetch(env, { method: "PUT", path: "/ro/log/why.txt", body: "x", headers: { "x-request-id": `why-ro-${engine}` } }), "bucket ro is read-only (its access is not read-write)"],
+      ["unsigned", fetch(`http://${host()}/teamw/log/why.txt`, { headers: { "x-request-id": `why-anon-${engine}` } }), "an unsigned request may only GetObject or HeadObject a bucket without auth"],
+    ];
+    const ids = { "other-team": "team", "no-write-claim": "role", "no-write-grant": "grant", "no-grant": "bucket", "read-only": "ro", unsigned: "anon" } as Record<string, string>;
+    for (const [name, answer, reason] of cases) {
+      const r = await answer;
+      expect({ name, status: r.status, body: (await r.text()).includes("<Code>AccessDenied</Code>") }).toEqual({ name, status: 403, body: true });
+      const line = await accessLine(`why-${ids[name]}-${engine}`);
+      expect({ name, error: line.error, reason: line.reason }).toEqual({ name, error: "AccessDenied", reason });
     }
   });
 

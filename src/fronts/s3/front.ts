@@ -39,7 +39,7 @@ import {
   listPartsOp,
 } from "./multipart.ts";
 import { bucketLocation, bucketVersioning, getObject, getObjectDirect, headBucket, listBuckets, objectAttributes, responseOverrides, versionIdOf } from "./operations.ts";
-import { accessRefusal, mayAccess, sessionAdmitted } from "./permissions.ts";
+import { accessRefusal, mayAccess, refusalReason, sessionAdmitted } from "./permissions.ts";
 import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { postObjectOp } from "./post-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
@@ -430,7 +430,10 @@ export function s3Permit(ctx: RequestContext): undefined {
   const allowed = ctx.bucket === undefined ? s.principal !== undefined && (s.principal.kind !== "session" || sessionAdmitted(ctx.rt, s.principal.claims)) : s.op === "DeleteObjects" ? mayBatchDelete(ctx, s) : mayAccess(ctx.rt, s.principal, ctx.bucket, ctx.action);
   // (a session whose token's key a reload removed: S3's InvalidToken, which says to get new
   // credentials; AccessDenied says they will never do)
-  if (!allowed) return fail(accessRefusal(ctx.rt, s.principal, ctx.svc.metrics));
+  if (!allowed) {
+    ctx.errorReason = refusalReason(ctx.rt, s.principal, ctx.bucket, ctx.action);
+    return fail(accessRefusal(ctx.rt, s.principal, ctx.svc.metrics));
+  }
   if (s.principal !== undefined) ctx.svc.metrics.auth("success");
   return undefined;
 }

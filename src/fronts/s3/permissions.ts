@@ -26,7 +26,7 @@
  *   without `auth`. Nothing else (no listing, no older versions, no writes).
  */
 import { keyRefOf } from "../../auth/authenticator.ts";
-import { firstFailedRule } from "../../auth/rules.ts";
+import { describeRule, firstFailedRule } from "../../auth/rules.ts";
 import type { S3Permission } from "../../config/s3-api.ts";
 import { isWriteAction, type S3Action } from "../../proxy/context.ts";
 import type { BucketRuntime, Runtime } from "../../runtime.ts";
@@ -159,6 +159,37 @@ export function mayAccess(rt: Runtime, principal: S3Principal | undefined, bucke
   if (needed === undefined) return true;
   for (let i = 0; i < needed.length; i++) if (grant.has(needed[i]!)) return true;
   return false;
+}
+
+const ANONYMOUS_REFUSED = "an unsigned request may only GetObject or HeadObject a bucket without auth";
+
+/** Why `sessionAdmitted` refuses a session, bucket aside (none when its token's key is gone: that is InvalidToken, whose message says so). */
+function sessionRefusal(rt: Runtime, claims: Record<string, unknown>): string | undefined {
+  const jwt = rt.config.jwt;
+  if (jwt === undefined || sessionKeyRemoved(rt, claims)) return undefined;
+  if (!issuedByTrusted(jwt.issuer, jwt.audience, claims)) return "the session's token is not of jwt.issuer or jwt.audience as they are now";
+  const failed = firstFailedRule(jwt.claims, claims);
+  return failed === undefined ? undefined : `jwt.claims: ${describeRule(failed)}`;
+}
+
+/**
+ * Why s3Permit refused `principal` (the access log's reason: the client is told S3's bare
+ * AccessDenied, the operator which grant or rule was missing). On the refusal path only.
+ */
+export function refusalReason(rt: Runtime, principal: S3Principal | undefined, bucket: BucketRuntime | undefined, action: S3Action): string | undefined {
+  if (principal === undefined) return ANONYMOUS_REFUSED;
+  if (principal.kind === "session" && (bucket === undefined || !sessionAdmitted(rt, principal.claims))) return sessionRefusal(rt, principal.claims);
+  if (bucket === undefined) return undefined;
+  const write = isWriteAction(action);
+  if (write && bucket.cfg.access !== "read-write") return `bucket ${bucket.name} is read-only (its access is not read-write)`;
+  if (principal.kind === "session") {
+    const failed = bucket.authRequired ? firstFailedRule(bucket.extraRules, principal.claims) : undefined;
+    if (failed !== undefined) return `bucket ${bucket.name}'s auth.claims: ${describeRule(failed)}`;
+    return write ? writeRefusal(bucket, principal.claims) : undefined;
+  }
+  const grant = principal.grants.get(bucket.name);
+  if (grant === undefined) return `identity ${principal.identity} has no grant on bucket ${bucket.name} (s3_api.credentials buckets)`;
+  return `identity ${principal.identity}'s grant on bucket ${bucket.name} has ${[...grant].join(", ") || "nothing"}; ${action} needs ${(permissionsFor(action) ?? []).join(" or ")}`;
 }
 
 /** The buckets ListBuckets shows: those the principal may at least see, in config order. */
