@@ -148,6 +148,20 @@ export function restartOnlyChanges(next: Config, old: Config): string[] {
   return changed.filter((k) => !/^(metrics|s3_api)\.(address|port|engine)$/.test(k) || !changed.includes(`${k.slice(0, k.indexOf("."))}.enabled`));
 }
 
+/** A restart-only setting as a refused reload names it: `on`/`off`, a TLS pair's files, else the value. */
+function shownSetting(v: unknown): string {
+  if (v === undefined || v === false) return "off";
+  if (v === true) return "on";
+  if (Array.isArray(v)) return v.filter((x) => x !== "").join(" + ");
+  return typeof v === "string" ? JSON.stringify(v) : String(v);
+}
+
+/** The restart-only settings a reload would change, each with the value running and the one written ("server.port (8080 → 8081)"). */
+export function restartOnlyChangesShown(next: Config, old: Config): string[] {
+  const [now, was] = [restartOnly(next), restartOnly(old)];
+  return restartOnlyChanges(next, old).map((k) => `${k} (${shownSetting(was[k])} → ${shownSetting(now[k])})`);
+}
+
 /** What a reload reads instead of the file: a worker's primary's config text, and the TLS pair it serves. */
 type ReloadSource = ConfigText & { tls?: TlsMaterial };
 
@@ -336,7 +350,7 @@ export class App implements Services {
     if (cacheRestartKey(config.cache, config.baseDir) !== cacheRestartKey(old.config.cache, old.config.baseDir))
       return fail(`${cacheRestartChanges(old.config.cache, config.cache, config.baseDir).join(", ")} changed: the cache's disk and redis layers (cache.enabled with them, cache_layers, disk.path, disk.fsync, the redis connection: redis.url, key_prefix, connect_timeout_ms, operation_timeout_ms) cannot change on reload: restart the process`);
     if (auditRestartKey(config) !== auditRestartKey(old.config)) return fail("the audit section cannot change on reload: restart the process");
-    const changed = restartOnlyChanges(config, old.config);
+    const changed = restartOnlyChangesShown(config, old.config);
     if (changed.length > 0)
       return fail(`${changed.join(", ")} changed: the listeners (server.address, server.port, server.workers, server.engine, server.https, the metrics listener and the S3 API listener: s3_api enabled/address/port/engine) cannot change on reload: restart the process`);
     // A renewal that every client would refuse (an expired pair copied back) fails the reload, as a

@@ -1,5 +1,5 @@
 import { expect, test, setDefaultTimeout } from "bun:test";
-import { restartOnlyChanges } from "../../src/app.ts";
+import { restartOnlyChanges, restartOnlyChangesShown } from "../../src/app.ts";
 import { parseConfig } from "../../src/config/load.ts";
 
 setDefaultTimeout(30_000);
@@ -18,4 +18,13 @@ test("a reload's restart-only changes: a listener switched on or off is named al
   const s3off = cfg("");
   const s3on = cfg("s3_api: { enabled: true, port: 0, credentials: [{ access_key_id: AKIDTESTTEST1, secret_access_key: secret-secret-secret-1, identity: t, buckets: { b: [read] } }] }\n");
   expect(restartOnlyChanges(s3on, s3off)).toEqual(["s3_api.enabled"]);
+});
+
+// A refused reload named the key only ("server.port changed: ... restart the process"): with a
+// ${PORT} or an address that a deploy tool wrote, which value runs and which the file holds was
+// not said anywhere.
+test("a refused reload names each restart-only setting with the value running and the one written", () => {
+  const on = cfg("metrics: { enabled: true, address: 127.0.0.1, port: 19091 }\n");
+  expect(restartOnlyChangesShown(on, cfg("metrics: { enabled: false }\n"))).toEqual(["metrics.enabled (off → on)"]);
+  expect(restartOnlyChangesShown(cfg("metrics: { enabled: true, address: \"::1\", port: 19092 }\n"), on)).toEqual(['metrics.address ("127.0.0.1" → "::1")', "metrics.port (19091 → 19092)"]);
 });
