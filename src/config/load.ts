@@ -368,7 +368,7 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, par
   if (issue.code === "invalid_value" && valueAt(raw, issue.path) === undefined) return `required: one of ${issue.values.map(String).join(", ")}`;
   if (issue.code === "invalid_type") {
     const v = valueAt(raw, issue.path);
-    if (v === undefined) return "required";
+    if (v === undefined) return `required${MISSING_HINTS[formatPath(issue.path as PathSegment[]).replace(/\[\d+\]/g, "[]")] ?? ""}`;
     const expected = issue.expected;
     let hint = "";
     const numeric = expected === "number" || expected === "int";
@@ -427,6 +427,18 @@ function wantsNumberOrBoolean(issue: z.core.$ZodIssue): boolean {
   if (issue.code === "invalid_union") return issue.errors.some((b) => b.some((e) => e.path.length === 0 && e.code === "invalid_type" && numeric(e.expected)));
   return false;
 }
+
+/**
+ * What to write for a section left out that the config cannot do without: the original README's
+ * fragments (a `buckets` entry with only `auth`, a config of `server:` and `jwt:` alone) were
+ * told a bare "required".
+ */
+const MISSING_HINTS: Record<string, string> = {
+  buckets: " (the buckets to serve, a list of `- name: ..., path_prefix: /..., s3: { bucket: ..., region: ... }`; see the configuration reference)",
+  "buckets[].s3": " (the S3 bucket this prefix serves: `s3: { bucket: my-bucket, region: us-east-1 }`, with its endpoint and access_key/secret_key as needed)",
+  "buckets[].name": " (a unique name, used in metrics and the admin API)",
+  "buckets[].path_prefix": " (the URL prefix it serves, such as /products)",
+};
 
 function wanted(expected: string): string {
   // (zod calls a mapping of free keys, such as a credential's `buckets`, a "record")

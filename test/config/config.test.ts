@@ -307,6 +307,18 @@ describe("parseConfig", () => {
     expect(one(`server: { port: 1 }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { endpoint: "http://127.0.0.1:9" } }\n`)).toEqual(["buckets[0].s3.bucket: required (or list the bucket's replicas under s3.replicas)"]);
   });
 
+  // The original README's fragments (a bucket with only auth, a config of logging: alone) were
+  // told a bare "buckets[0].s3: required", "buckets: required": what goes there was not said.
+  test("a section the config cannot do without, left out, says what to write there", () => {
+    const said = (yaml: string) => issues(yaml).map((i) => `${i.path}: ${i.message}`);
+    expect(said(`buckets:\n  - { auth: { enabled: false } }\n`)).toEqual([
+      "buckets[0].name: required (a unique name, used in metrics and the admin API)",
+      "buckets[0].path_prefix: required (the URL prefix it serves, such as /products)",
+      "buckets[0].s3: required (the S3 bucket this prefix serves: `s3: { bucket: my-bucket, region: us-east-1 }`, with its endpoint and access_key/secret_key as needed)",
+    ]);
+    expect(said(`logging: { level: info }\n`)).toEqual(["buckets: required (the buckets to serve, a list of `- name: ..., path_prefix: /..., s3: { bucket: ..., region: ... }`; see the configuration reference)"]);
+  });
+
   test("an unquoted secret that starts with * (a YAML alias to no anchor): its key and line, never its text", () => {
     const found = issues(B.replace("endpoint:", "access_key: k, secret_key: *MyLiteralS3cret, endpoint:"));
     expect(found.map((i) => `${i.line}: ${i.path}: ${i.message}`)).toEqual(["4: buckets[0].s3.secret_key: an alias (*name) that names no anchor: quote a value that starts with *"]);
