@@ -102,3 +102,22 @@ test("ListObjectsV2: a truncated page the upstream gave no NextContinuationToken
     w.primary.faults.clear();
   }
 });
+
+// The folder index had the same gap: a truncated page without a token gave `"next": null`, an index
+// that ended there as if the folder held nothing more.
+test("the folder index: a truncated page the upstream gave no NextContinuationToken links a next page, resuming after its last key", async () => {
+  for (const k of ["a", "b", "c"]) await w.primary.put("primary-list-5d2b", `u/${k}`, k);
+  const xml = `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>primary-list-5d2b</Name><Prefix>u/</Prefix><Delimiter>/</Delimiter><KeyCount>1</KeyCount><MaxKeys>1</MaxKeys><IsTruncated>true</IsTruncated><Contents><Key>u/a</Key><Size>1</Size></Contents></ListBucketResult>`;
+  await primaryServing();
+  w.primary.faults.set("/primary-list-5d2b", { kind: "reply", status: 200, body: xml, method: "GET", times: 1 });
+  try {
+    const first = (await (await fetch(w.env.mainUrl("/src/u/"))).json()) as { entries: Array<{ name: string }>; next: string | null };
+    expect(first.entries.map((e) => e.name)).toEqual(["a"]);
+    expect(first.next).toStartWith("/src/u/?continuation-token=");
+    const rest = await fetch(w.env.mainUrl(first.next!));
+    expect(rest.status).toBe(200);
+    expect(((await rest.json()) as { entries: Array<{ name: string }> }).entries.map((e) => e.name)).toEqual(["b", "c"]);
+  } finally {
+    w.primary.faults.clear();
+  }
+});

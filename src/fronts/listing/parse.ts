@@ -21,7 +21,7 @@ export interface ListingEntry {
 export interface ListingPage {
   prefix: string;
   entries: ListingEntry[];
-  /** Present when there is a next page. */
+  /** Present when there is a next page: the upstream's token, or "" when it said truncated without one. */
   nextToken: string | undefined;
   /** The folder's own marker object (the prefix itself, as consoles create) was on this page. */
   marker?: boolean;
@@ -74,6 +74,8 @@ export function parseListing(xml: string, prefix: string): ListingPage {
     files.push({ key, name: key.slice(prefix.length), folder: false, size: Number(size ?? "0"), lastModified: modified?.trim() ?? "" });
   }
   const truncated = childText(root, "IsTruncated") === "true";
+  // (a store that says truncated without a token, which S3 never does: "", and the index resumes
+  // after the page's last entry, as the S3 front's token does; undefined ended the index there)
   const next = child(root, "NextContinuationToken")?.text;
-  return { prefix, entries: [...folders, ...files], nextToken: truncated && next ? next : undefined, marker };
+  return { prefix, entries: [...folders, ...files], nextToken: truncated ? next || "" : undefined, marker };
 }

@@ -161,9 +161,10 @@ export async function serveListing(ctx: RequestContext): Promise<Response> {
     throw new ProxyError("BadGateway", { detail: "The upstream sent a listing that cannot be read", cause: err });
   }
   // (a page holding only the folder's marker object, the prefix itself, ends at that key)
+  // (a truncated page with neither a token nor an entry to resume after cannot be gone on from)
   if (page.nextToken !== undefined) {
     const last = lastEntry(page.entries) ?? (page.marker ? { after: prefix, past: false } : undefined);
-    page = { ...page, nextToken: nextToken(bucket.cfg, binding, served, page.nextToken, last, from ?? { after: "", past: false }) };
+    page = { ...page, nextToken: page.nextToken === "" && last === undefined ? undefined : nextToken(bucket.cfg, binding, served, page.nextToken, last, from ?? { after: "", past: false }) };
   }
   // A folder with nothing under it and no marker object is no folder: a mistyped path answered 200
   // "This folder is empty." (S3 has no folders; its website endpoint answers such a path 404).
