@@ -103,3 +103,19 @@ function inflateEither(bytes: Uint8Array, opts: zlib.ZlibOptions): Uint8Array {
     return zlib.inflateRawSync(bytes, opts);
   }
 }
+
+/** Fatal: bytes that are not UTF-8 are refused, not replaced. A leading BOM (which XML allows) is dropped. */
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * An upstream XML document's bytes as text, or undefined when they are not UTF-8: such a document
+ * is not well-formed (XML 1.0 §4.3.3), as parseXml refuses one. Decoded with U+FFFD in place of
+ * each bad byte, a listing named keys no store holds (a store that keeps Latin-1 names).
+ */
+export function utf8Text(bytes: Uint8Array): string | undefined {
+  try {
+    return STRICT_UTF8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}

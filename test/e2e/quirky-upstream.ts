@@ -147,6 +147,10 @@ function listBucketXml(q: URLSearchParams): string {
 function listing(method: string, q: URLSearchParams): Buffer {
   const prefix = q.get("prefix") ?? "";
   const xml = listingXml(q);
+  if (prefix === "latin1/") {
+    // a store that keeps its names in Latin-1: the key's bytes are not UTF-8 (caf\xe9.txt)
+    return whole(method, "200 OK", [["Content-Type", "application/xml"]], Buffer.from(xml.replace("latin1/a.txt", "latin1/caf\xe9.txt"), "latin1"));
+  }
   if (prefix === "gzip-denied/") {
     const err = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>';
     return whole(method, "403 Forbidden", [["Content-Type", "application/xml"], ["Content-Encoding", "gzip"]], gzipSync(Buffer.from(err)));

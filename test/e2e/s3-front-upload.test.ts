@@ -244,12 +244,14 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
-      "ListParts and ListMultipartUploads: an upstream 200 that is not the listing (an <Error> naming internals, an empty body) is 500 InternalError, nothing of it relayed",
+      "ListParts and ListMultipartUploads: an upstream 200 that is not the listing (an <Error> naming internals, an empty body, a listing whose bytes are not UTF-8) is 500 InternalError, nothing of it relayed",
       async () => {
         const doc = "<Error><Code>InternalError</Code><Message>backend rgw1.dc2.acme.de (10.1.2.3) failed for arn:aws:iam::123456789012:role/internal</Message></Error>";
+        // (a store keeping Latin-1 names: its byte was read as U+FFFD, a 200 naming a key no store holds)
+        const latin1 = (root: string) => Buffer.from(`<?xml version="1.0" encoding="UTF-8"?><${root} xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>up</Bucket><Key>codes/caf\xe9.bin</Key><UploadId>u1</UploadId><IsTruncated>false</IsTruncated></${root}>`, "latin1");
         try {
-          for (const body of [doc, ""]) {
-            env.s3.faults.set("/up/codes/mpu.bin", { kind: "reply", status: 200, body, method: "GET", times: 1 });
+          for (const [partsBody, body] of [[doc, doc], ["", ""], [latin1("ListPartsResult"), latin1("ListMultipartUploadsResult")]]) {
+            env.s3.faults.set("/up/codes/mpu.bin", { kind: "reply", status: 200, body: partsBody, method: "GET", times: 1 });
             for (const path of ["/up", "/up/"]) env.s3.faults.set(path, { kind: "reply", status: 200, body, method: "GET", times: 1 });
             const parts = await answerOf(await signedFetch(env, { method: "GET", path: "/up/codes/mpu.bin", query: [["uploadId", "u1"]] }));
             const uploads = await answerOf(await signedFetch(env, { method: "GET", path: "/up", query: [["uploads", ""]] }));
@@ -259,6 +261,10 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
             }
             env.s3.faults.clear();
           }
+          // (a listing after a UTF-8 byte order mark, which XML allows, is one)
+          const bom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(latin1("ListPartsResult").toString("latin1").replace("caf\xe9", "cafe"))]);
+          env.s3.faults.set("/up/codes/mpu.bin", { kind: "reply", status: 200, body: bom, method: "GET", times: 1 });
+          expect((await answerOf(await signedFetch(env, { method: "GET", path: "/up/codes/mpu.bin", query: [["uploadId", "u1"]] }))).status).toBe(200);
         } finally {
           env.s3.faults.clear();
         }

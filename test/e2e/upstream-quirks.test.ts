@@ -269,10 +269,11 @@ describe("an S3-front listing whose root element is not the operation's", () => 
   });
 });
 
-describe("an S3-front listing that is not XML (a document cut short behind a 200, a DOCTYPE)", () => {
+describe("an S3-front listing that is not XML (a document cut short behind a 200, a DOCTYPE, bytes that are not UTF-8)", () => {
+  // (a Latin-1 key's byte was read as U+FFFD: a 200 naming a key no store holds, that no client could read or delete)
   test("is InternalError, never relayed as a 200 (V1, V2, versions): the upstream's owner id and its DOCTYPE never reach the client", async () => {
     const p = await startProxy({ engine: "bun", client: "auto" });
-    for (const prefix of ["cut/", "doctype/"]) {
+    for (const prefix of ["cut/", "doctype/", "latin1/"]) {
       for (const query of [{ "list-type": "2", prefix }, { prefix }, { versions: "", prefix }] as Array<Record<string, string>>) {
         const r = await p.s3("GET", "/nc", { query });
         const xml = await r.text();
@@ -282,6 +283,9 @@ describe("an S3-front listing that is not XML (a document cut short behind a 200
         expect(xml).not.toContain("DOCTYPE");
       }
     }
+    // (and the plain front's folder index of it: 502, a listing that cannot be read)
+    const index = await fetch(p.main("/nc/latin1/"));
+    expect(`${index.status} ${((await index.json()) as { message: string }).message}`).toBe("502 The upstream sent a listing that cannot be read");
   });
 });
 

@@ -12,7 +12,7 @@
  * (Cache-Control: no-store: a listing changes with every upload), and the HTML under a CSP that
  * allows no script at all, in case a key ever slipped through the escaping.
  */
-import { readUpstreamCapped } from "../../http/read-capped.ts";
+import { readUpstreamCapped, utf8Text } from "../../http/read-capped.ts";
 import { ProxyError } from "../../errors.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
@@ -100,7 +100,9 @@ async function readListing(res: Response): Promise<string> {
     throw new ProxyError("BadGateway", { detail: "The upstream connection failed while sending the listing", cause: err });
   }
   if (bytes === undefined) throw new ProxyError("BadGateway", { detail: "The upstream listing is too large" });
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+  const text = utf8Text(bytes);
+  if (text === undefined) throw new Error("a listing that is not UTF-8"); // (a listing that cannot be read)
+  return text;
 }
 
 /**

@@ -11,7 +11,7 @@
  * list-token.ts). An upstream 400 is relayed with its code; anything else is mapped like an object error.
  */
 import { ProxyError } from "../../errors.ts";
-import { readUpstreamCapped } from "../../http/read-capped.ts";
+import { readUpstreamCapped, utf8Text } from "../../http/read-capped.ts";
 import { errorFromResponse } from "../../s3/errors.ts";
 import { listObjectsV1, listObjectsV1Params, listObjectsV2, listObjectsV2Params, listObjectVersions, listObjectVersionsParams, OPTIONAL_OBJECT_ATTRIBUTES } from "../../s3/operations/index.ts";
 import type { RequestContext } from "../../proxy/context.ts";
@@ -68,7 +68,9 @@ async function relayClientError(res: Response, upstreamBucket: readonly string[]
 async function readListing(res: Response): Promise<string> {
   const bytes = await readUpstreamCapped(res, MAX_LISTING_BYTES);
   if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+  const text = utf8Text(bytes);
+  if (text === undefined) throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
+  return text;
 }
 
 export async function listObjects(ctx: RequestContext, op: "ListObjects" | "ListObjectsV2" | "ListObjectVersions", query: ReadonlyArray<readonly [string, string]>): Promise<Response> {

@@ -12,6 +12,7 @@
  * NoSuchUpload (not the object's NoSuchKey, which SDKs and rclone take for a missing object).
  */
 import { quotedEtag } from "../../http/conditional.ts";
+import { utf8Text } from "../../http/read-capped.ts";
 import { endToEnd } from "../../http/headers.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { BucketUpstream } from "../../s3/upstream.ts";
@@ -182,8 +183,8 @@ async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: 
   if (res.status !== 200) return relayError(res, upstreamBucket, notFound);
   const bytes = await readUpstreamCapped(res, MAX_RESULT_BODY);
   if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
-  const text = new TextDecoder().decode(bytes);
-  if (rootOf(text) !== root || !isWellFormedResult(text, MAX_RESULT_BODY)) throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
+  const text = utf8Text(bytes);
+  if (text === undefined || rootOf(text) !== root || !isWellFormedResult(text, MAX_RESULT_BODY)) throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
   // (as the other listings: Cache-Control private to a signed caller, never kept by a shared cache;
   // a ListParts' bare part ETags quoted, as the object listings')
   const named = setFirstElementText(root === "ListPartsResult" ? quoteListingEtags(text) : text, "Bucket", ctx.bucket!.name);
