@@ -91,6 +91,11 @@ function listBucketXml(q: URLSearchParams): string {
     const xml = `${top}<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>${entry("&xxe;")}${v2 ? "<KeyCount>1</KeyCount>" : ""}</ListBucketResult>`;
     return xml.replace("<ListBucketResult", '<!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n<ListBucketResult');
   }
+  if (prefix === "nomarker/") {
+    // a truncated page without the NextMarker S3 gives V1 with a delimiter: a key, then two common prefixes
+    const prefixes = ["nomarker/x/", "nomarker/y&z/"].map((p) => `<CommonPrefixes><Prefix>${p.replace("&", "&amp;")}</Prefix></CommonPrefixes>`).join("");
+    return `${top}<MaxKeys>3</MaxKeys>${q.has("delimiter") ? "<Delimiter>/</Delimiter>" : ""}<IsTruncated>true</IsTruncated>${entry("nomarker/a.txt")}${prefixes}</ListBucketResult>`;
+  }
   if (prefix === "badpct/") {
     // encoding-type=url asked, a truncated page whose last key's escape is broken (%E2%82 cut short, %ZZ)
     const key = q.get("start-after") === null ? "badpct/%E2%82" : "badpct/%ZZ";

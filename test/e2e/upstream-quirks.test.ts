@@ -289,6 +289,17 @@ describe("an S3-front listing that is not XML (a document cut short behind a 200
   });
 });
 
+describe("a truncated ListObjects (V1) page asked with a delimiter, without the NextMarker S3 gives", () => {
+  // (relayed without, the SDKs resumed after the last <Key>, before the common prefixes, or, with no
+  // key on the page, stopped there)
+  test("gets S3's NextMarker, the page's last entry (here a common prefix); without a delimiter none, as on S3", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    const marker = async (query: Record<string, string>) => /<NextMarker>([^<]*)<\/NextMarker>/.exec(await (await p.s3("GET", "/nc", { query })).text())?.[1];
+    expect(await marker({ prefix: "nomarker/", delimiter: "/" })).toBe("nomarker/y&amp;z/");
+    expect(await marker({ prefix: "nomarker/" })).toBeUndefined();
+  });
+});
+
 describe("an S3-front encoding-type=url listing whose last key is no %-encoding (a cut UTF-8 escape, %ZZ): a store that did not encode", () => {
   test("its keys are encoded by the proxy (they were the proxy's own crash, then InternalError), the continuation token too; the plain front's folder index names them", async () => {
     const p = await startProxy({ engine: "bun", client: "auto" });

@@ -104,7 +104,22 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
   const named = setFirstElementText(xml, "Name", bucket.name);
   // (a control character in a key or an echoed parameter: S3's reference, never raw)
-  return xmlResponse(ctx, controlsAsReferences(maskOwners(v2 === undefined ? named : v2.answer(named), ctx.subject ?? "anonymous")));
+  const answered = v2 !== undefined ? v2.answer(named) : op === "ListObjects" ? withNextMarker(named, q.get("delimiter")) : named;
+  return xmlResponse(ctx, controlsAsReferences(maskOwners(answered, ctx.subject ?? "anonymous")));
+}
+
+/**
+ * A truncated ListObjects (V1) page asked with a delimiter carries a NextMarker on S3 (its last key
+ * or common prefix: the SDKs resume from it). A store that leaves it out had the page relayed so:
+ * the SDKs resumed after its last <Key>, which sorts before its common prefixes (listed again), or,
+ * with no key on the page, stopped there, a listing silently short. The proxy writes S3's.
+ */
+function withNextMarker(xml: string, delimiter: string | null): string {
+  if (!delimiter || elementText(xml, "IsTruncated") !== "true" || elementText(xml, "NextMarker") !== undefined) return xml;
+  const encoded = elementText(xml, "EncodingType") === "url";
+  const last = lastEntry(xml, encoded);
+  if (last === undefined) return xml;
+  return insertBefore(xml, "IsTruncated", `<NextMarker>${encoded ? escapeXml(s3UrlEncode(last.after)) : escapeListingText(last.after)}</NextMarker>`) ?? xml;
 }
 
 /**
