@@ -96,6 +96,11 @@ function listBucketXml(q: URLSearchParams): string {
     const prefixes = ["nomarker/x/", "nomarker/y&z/"].map((p) => `<CommonPrefixes><Prefix>${p.replace("&", "&amp;")}</Prefix></CommonPrefixes>`).join("");
     return `${top}<MaxKeys>3</MaxKeys>${q.has("delimiter") ? "<Delimiter>/</Delimiter>" : ""}<IsTruncated>true</IsTruncated>${entry("nomarker/a.txt")}${prefixes}</ListBucketResult>`;
   }
+  if (prefix === "vnomarker/") {
+    // a truncated ListObjectVersions page without S3's NextKeyMarker and NextVersionIdMarker: two versions of one key
+    const version = (id: string) => `<Version><Key>vnomarker/a.txt</Key><VersionId>${id}</VersionId><IsLatest>${id === "v2"}</IsLatest><LastModified>2025-01-01T00:00:00.000Z</LastModified><ETag>&quot;e1&quot;</ETag><Size>26</Size><StorageClass>STANDARD</StorageClass></Version>`;
+    return `${top}<MaxKeys>2</MaxKeys><IsTruncated>true</IsTruncated>${version("v2")}${version("v1")}</ListBucketResult>`;
+  }
   if (prefix === "badpct/") {
     // encoding-type=url asked, a truncated page whose last key's escape is broken (%E2%82 cut short, %ZZ)
     const key = q.get("start-after") === null ? "badpct/%E2%82" : "badpct/%ZZ";

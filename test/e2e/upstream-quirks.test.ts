@@ -289,7 +289,7 @@ describe("an S3-front listing that is not XML (a document cut short behind a 200
   });
 });
 
-describe("a truncated ListObjects (V1) page asked with a delimiter, without the NextMarker S3 gives", () => {
+describe("a truncated listing page without the marker S3 gives it (ListObjects V1 asked with a delimiter, ListObjectVersions)", () => {
   // (relayed without, the SDKs resumed after the last <Key>, before the common prefixes, or, with no
   // key on the page, stopped there)
   test("gets S3's NextMarker, the page's last entry (here a common prefix); without a delimiter none, as on S3", async () => {
@@ -297,6 +297,17 @@ describe("a truncated ListObjects (V1) page asked with a delimiter, without the 
     const marker = async (query: Record<string, string>) => /<NextMarker>([^<]*)<\/NextMarker>/.exec(await (await p.s3("GET", "/nc", { query })).text())?.[1];
     expect(await marker({ prefix: "nomarker/", delimiter: "/" })).toBe("nomarker/y&amp;z/");
     expect(await marker({ prefix: "nomarker/" })).toBeUndefined();
+  });
+
+  // (ListObjectVersions alike: the SDKs stopped at such a page)
+  test("a truncated ListObjectVersions page without NextKeyMarker gets S3's: its last version's key and VersionId, or its last common prefix", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    const markers = async (prefix: string) => {
+      const xml = await (await p.s3("GET", "/nc", { query: { versions: "", prefix, delimiter: "/" } })).text();
+      return [/<NextKeyMarker>([^<]*)</.exec(xml)?.[1], /<NextVersionIdMarker>([^<]*)</.exec(xml)?.[1]];
+    };
+    expect(await markers("vnomarker/")).toEqual(["vnomarker/a.txt", "v1"]);
+    expect(await markers("nomarker/")).toEqual(["nomarker/y&amp;z/", undefined]);
   });
 });
 

@@ -104,8 +104,27 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
   const named = setFirstElementText(xml, "Name", bucket.name);
   // (a control character in a key or an echoed parameter: S3's reference, never raw)
-  const answered = v2 !== undefined ? v2.answer(named) : op === "ListObjects" ? withNextMarker(named, q.get("delimiter")) : named;
+  const answered = v2 !== undefined ? v2.answer(named) : op === "ListObjects" ? withNextMarker(named, q.get("delimiter")) : withNextKeyMarker(named);
   return xmlResponse(ctx, controlsAsReferences(maskOwners(answered, ctx.subject ?? "anonymous")));
+}
+
+/**
+ * A truncated ListObjectVersions page carries NextKeyMarker (and, when it ends on a version,
+ * NextVersionIdMarker) on S3; a store that leaves them out had the SDKs stop there. The proxy
+ * writes S3's: the page's last version's key and id, or its last common prefix.
+ */
+function withNextKeyMarker(xml: string): string {
+  if (elementText(xml, "IsTruncated") !== "true" || elementText(xml, "NextKeyMarker") !== undefined) return xml;
+  const encoded = elementText(xml, "EncodingType") === "url";
+  const last = lastEntry(xml, encoded);
+  if (last === undefined) return xml;
+  const id = "version" in last && last.version !== undefined ? el("NextVersionIdMarker", last.version) : "";
+  return insertBefore(xml, "IsTruncated", `<NextKeyMarker>${listedText(last.after, encoded)}</NextKeyMarker>${id}`) ?? xml;
+}
+
+/** A key, prefix or marker as a listing writes it: url-encoded in an encoding-type=url one, XML-escaped. */
+function listedText(s: string, encoded: boolean): string {
+  return encoded ? escapeXml(s3UrlEncode(s)) : escapeListingText(s);
 }
 
 /**
@@ -119,7 +138,7 @@ function withNextMarker(xml: string, delimiter: string | null): string {
   const encoded = elementText(xml, "EncodingType") === "url";
   const last = lastEntry(xml, encoded);
   if (last === undefined) return xml;
-  return insertBefore(xml, "IsTruncated", `<NextMarker>${encoded ? escapeXml(s3UrlEncode(last.after)) : escapeListingText(last.after)}</NextMarker>`) ?? xml;
+  return insertBefore(xml, "IsTruncated", `<NextMarker>${listedText(last.after, encoded)}</NextMarker>`) ?? xml;
 }
 
 /**
@@ -186,7 +205,7 @@ function pageRequest(ctx: RequestContext, q: URLSearchParams) {
         if (resumed) {
           out = removeFirstElement(out, "StartAfter");
           const encoded = elementText(xml, "EncodingType") === "url";
-          const echo = el("ContinuationToken", token) + (params.startAfter === undefined ? "" : `<StartAfter>${encoded ? escapeXml(s3UrlEncode(params.startAfter)) : escapeListingText(params.startAfter)}</StartAfter>`);
+          const echo = el("ContinuationToken", token) + (params.startAfter === undefined ? "" : `<StartAfter>${listedText(params.startAfter, encoded)}</StartAfter>`);
           out = insertBefore(out, "KeyCount", echo) ?? insertBefore(out, "IsTruncated", echo) ?? out;
         } else {
           out = setFirstElementText(out, "ContinuationToken", token);
@@ -230,7 +249,7 @@ function insertBefore(xml: string, name: string, text: string): string | undefin
 // checked at all, one whose children were prefixed otherwise was refused)
 const ATTRS = "(?:\\s[^<>]*)?(?<!/)>";
 const ENTRIES = new RegExp(`<(${PREFIXED})(Contents|Version|DeleteMarker|CommonPrefixes)${ATTRS}([\\s\\S]*?)<\\/\\1\\2>`, "g");
-const CHILDREN = new RegExp(`<(${PREFIXED})(Key|Prefix|Size|LastModified)${ATTRS}([^<]*)<\\/\\1\\2>`, "g");
+const CHILDREN = new RegExp(`<(${PREFIXED})(Key|Prefix|Size|LastModified|VersionId)${ATTRS}([^<]*)<\\/\\1\\2>`, "g");
 /** The fields S3 url-encodes in an encoding-type=url listing. */
 const ENCODED_FIELDS = new RegExp(`<(${PREFIXED})(Key|Prefix|Delimiter|Marker|NextMarker|StartAfter|KeyMarker|NextKeyMarker)${ATTRS}([^<]*)<\\/\\1\\2>`, "g");
 
@@ -266,6 +285,8 @@ interface Entry {
   key?: string;
   size?: string;
   modified?: string;
+  /** A Version's or DeleteMarker's VersionId. */
+  version?: string;
 }
 
 /**
@@ -284,7 +305,7 @@ function entriesOf(xml: string): Entry[] {
     const keyName = e.kind === "CommonPrefixes" ? "Prefix" : "Key";
     CHILDREN.lastIndex = 0;
     for (let c = CHILDREN.exec(body); c !== null; c = CHILDREN.exec(body)) {
-      const name = c[2] === keyName ? "key" : c[2] === "Size" ? "size" : c[2] === "LastModified" ? "modified" : undefined;
+      const name = c[2] === keyName ? "key" : c[2] === "Size" ? "size" : c[2] === "LastModified" ? "modified" : c[2] === "VersionId" ? "version" : undefined;
       if (name === undefined || e[name] !== undefined) continue;
       const at = from + groupStart(c, 3);
       e[name] = textOf(xml.slice(at, at + c[3]!.length)) ?? "\0";
@@ -380,14 +401,14 @@ function decodedKey(s: string, encoded: boolean): string {
   }
 }
 
-/** The page's last entry: its last key, or its last common prefix. */
-export function lastEntry(xml: string, encoded: boolean): LastEntry | undefined {
-  let key: string | undefined;
+/** The page's last entry: its last key (a version listing's: with its VersionId), or its last common prefix. */
+export function lastEntry(xml: string, encoded: boolean): (LastEntry & { version?: string }) | undefined {
+  let key: { key: string; version: string | undefined } | undefined;
   let prefix: string | undefined;
   for (const e of entriesOf(xml)) {
-    if (e.kind === "Contents") key = e.key ?? key;
-    else if (e.kind === "CommonPrefixes") prefix = e.key ?? prefix;
+    if (e.kind === "CommonPrefixes") prefix = e.key ?? prefix;
+    else if (e.key !== undefined) key = { key: e.key, version: e.version };
   }
-  const k = key === undefined ? undefined : { after: decodedKey(key, encoded), past: false };
+  const k = key === undefined ? undefined : { after: decodedKey(key.key, encoded), past: false, version: key.version };
   return prefix === undefined ? k : laterEntry(k, { after: decodedKey(prefix, encoded), past: true });
 }
