@@ -106,7 +106,7 @@ export function mapS3Error(status: number, s3Code: string | undefined, retryAfte
   }
   const headers: Record<string, string> = {};
   if (code === "SlowDown" || code === "ServiceUnavailable") headers["retry-after"] = relayedRetryAfter(retryAfter);
-  return new ProxyError(code, { headers, detail: status >= 300 && status < 400 ? redirectDetail(status, s3Code) : detailOf(code, s3Code), cause: s3Body === undefined ? { s3Status: status, s3Code, s3RequestId } : { s3Status: status, s3Code, s3RequestId, s3Body } });
+  return new ProxyError(code, { headers, detail: status >= 300 && status < 400 ? redirectDetail(status, s3Code) : (detailOf(code, s3Code) ?? unexpectedStatusDetail(status, code)), cause: s3Body === undefined ? { s3Status: status, s3Code, s3RequestId } : { s3Status: status, s3Code, s3RequestId, s3Body } });
 }
 
 /**
@@ -119,6 +119,15 @@ export function mapS3Error(status: number, s3Code: string | undefined, retryAfte
 export function redirectDetail(status: number, s3Code: string | undefined): string {
   const what = s3Code !== undefined && /^[A-Za-z]{1,64}$/.test(s3Code) ? s3Code : `HTTP ${status}`;
   return `The upstream answered with a redirect (${what}), which the proxy does not follow: the bucket's s3.endpoint or s3.region in the proxy's configuration does not name where the bucket is`;
+}
+
+/**
+ * An answer no S3 gives to the request (a 2xx other than the operation's, such as a balancer's 202
+ * or 204, a 1xx, a 4xx that means nothing here, 418 or 499), named by its status: it read "The
+ * upstream failed", as a 5xx does, and left the operator to find the status in the access log.
+ */
+function unexpectedStatusDetail(status: number, code: ErrorCode): string | undefined {
+  return code === "BadGateway" && status < 500 ? `The upstream answered HTTP ${status}, which is no answer to this request` : undefined;
 }
 
 /**

@@ -75,6 +75,11 @@ beforeAll(() => {
         const [method, path] = headText.split(" ");
         s.data.buf = s.data.buf.slice(end + 4);
         const name = path.slice(path.lastIndexOf("/") + 1);
+        if (name.startsWith("status-")) {
+          // an answer no S3 gives to a read (a balancer's 202 or 204, a 418)
+          s.write(`HTTP/1.1 ${name.slice(7)} X\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n${method === "HEAD" ? "" : "hello"}`);
+          return;
+        }
         if (name === "gzip-chunked") {
           const gz = gzipSync("hello");
           const head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
@@ -320,6 +325,20 @@ async function askBoth(px: Awaited<ReturnType<typeof bothFrontsOver>>, path: str
   const signed = new S3Signer(FRONT_CREDS, "us-east-1").signRequest({ method, host: `127.0.0.1:${px.front.port}`, path });
   return [await fetch(`${px.main}${path}`, { method }), await fetch(`${px.front.endpoint}${signed.path}`, { method, headers: signed.headers })];
 }
+
+describe("an upstream answer no S3 gives to a read (HTTP 202, 204, 418)", () => {
+  // It read "The upstream failed", as a 5xx does: the client and the operator were not told what came.
+  for (const client of ["auto", "fetch"] as const)
+    test(`${client === "auto" ? "own HTTP/1.1" : "fetch"} client: 502 on the plain front, 500 InternalError on the S3 front, each naming the status`, async () => {
+      await using px = await bothFrontsOver(client);
+      const seen: string[] = [];
+      for (const status of [202, 204, 418]) {
+        const [plain, s3] = await askBoth(px, `/b/status-${status}`, "GET");
+        seen.push(`${plain.status} ${((await plain.json()) as { message: string }).message} | ${s3.status} ${/<Message>([^<]*)</.exec(await s3.text())?.[1]}`);
+      }
+      expect(seen).toEqual([202, 204, 418].map((s) => `502 The upstream answered HTTP ${s}, which is no answer to this request | 500 The upstream answered HTTP ${s}, which is no answer to this request`));
+    });
+});
 
 describe("an upstream answer whose head is over 64 KiB (a 70 KB x-amz-meta-* value)", () => {
   // The own client's parser answers it 502; fetch (https endpoints) takes a head of up to 1 MiB, and
