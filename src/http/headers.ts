@@ -19,7 +19,7 @@ import { CHECKSUM_ALGORITHMS, checksumHeaderName } from "../s3/checksum.ts";
 import { UpstreamProtocolError } from "../s3/http1/errors.ts";
 import { MAX_HEAD } from "../s3/http1/head.ts";
 import { upstreamRange } from "./range.ts";
-import { parseHttpDate, quotedEtag, upstreamEtagList } from "./conditional.ts";
+import { isHttpDate, parseHttpDate, quotedEtag, upstreamEtagList } from "./conditional.ts";
 
 /**
  * The Content-Type an object the upstream sent without one goes out with, on every path (uncached,
@@ -210,10 +210,13 @@ const isPassedResponseHeader = (k: string) => isObjectHeader(k) || FRAMING_HEADE
 // fetchedAnswer's pass over the fields, with no closure per answer (forEach is synchronous).
 let headSize = 0;
 let bareEtag: string | undefined;
+let undatedLastModified = false;
 function sumField(v: string, k: string): void {
   headSize += k.length + v.length + 4;
   // (an ETag some S3-compatible stores send bare, quoted as the own client's parser quotes it: quotedEtag)
   if (k === "etag" && v.charCodeAt(0) !== 34) bareEtag = v;
+  // (a Last-Modified that is no HTTP-date, dropped as that parser drops it: isHttpDate)
+  else if (k === "last-modified" && !isHttpDate(v)) undatedLastModified = true;
 }
 
 /**
@@ -233,6 +236,7 @@ function sumField(v: string, k: string): void {
 export function fetchedAnswer(res: Response): Response {
   headSize = 0;
   bareEtag = undefined;
+  undatedLastModified = false;
   res.headers.forEach(sumField);
   const size = headSize;
   const bare = bareEtag;
@@ -241,6 +245,7 @@ export function fetchedAnswer(res: Response): Response {
     throw new UpstreamProtocolError("upstream response head too large");
   }
   if (bare !== undefined) res.headers.set("etag", quotedEtag(bare));
+  if (undatedLastModified) res.headers.delete("last-modified");
   return withoutOverriddenLength(res);
 }
 

@@ -75,6 +75,12 @@ beforeAll(() => {
         const [method, path] = headText.split(" ");
         s.data.buf = s.data.buf.slice(end + 4);
         const name = path.slice(path.lastIndexOf("/") + 1);
+        if (name === "bad-lm" || name === "rfc850-lm") {
+          // a Last-Modified that is no HTTP-date (a store's own form), and one in RFC 850's obsolete form
+          const lm = name === "bad-lm" ? "2025-01-01T00:00:00Z" : "Wednesday, 01-Jan-25 00:00:00 GMT";
+          s.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: "e1"\r\nLast-Modified: ${lm}\r\nContent-Length: 5\r\n\r\n${method === "HEAD" ? "" : "hello"}`);
+          return;
+        }
         if (name.startsWith("status-")) {
           // an answer no S3 gives to a read (a balancer's 202 or 204, a 418)
           s.write(`HTTP/1.1 ${name.slice(7)} X\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n${method === "HEAD" ? "" : "hello"}`);
@@ -325,6 +331,24 @@ async function askBoth(px: Awaited<ReturnType<typeof bothFrontsOver>>, path: str
   const signed = new S3Signer(FRONT_CREDS, "us-east-1").signRequest({ method, host: `127.0.0.1:${px.front.port}`, path });
   return [await fetch(`${px.main}${path}`, { method }), await fetch(`${px.front.endpoint}${signed.path}`, { method, headers: signed.headers })];
 }
+
+describe("an upstream Last-Modified that is no HTTP-date (2025-01-01T00:00:00Z)", () => {
+  // Relayed, every AWS SDK refused the whole GetObject and HeadObject (the JS SDK: "Invalid RFC7231
+  // date-time value", boto3: "Invalid timestamp"): an object no SDK could read through the proxy.
+  for (const client of ["auto", "fetch"] as const)
+    test(`${client === "auto" ? "own HTTP/1.1" : "fetch"} client: dropped on both fronts, uncached and cached (miss and hit); an RFC 850 date is kept`, async () => {
+      await using px = await bothFrontsOver(client);
+      const seen: string[] = [];
+      for (const name of ["bad-lm", "rfc850-lm"])
+        for (const b of ["b", "c"])
+          for (const method of ["GET", "HEAD", "GET"]) {
+            const [plain, s3] = await askBoth(px, `/${b}/${name}`, method);
+            seen.push(`${name} ${b} ${method} ${plain.status} ${plain.headers.get("last-modified")} ${await plain.text()} | ${s3.status} ${s3.headers.get("last-modified")} ${await s3.text()}`);
+          }
+      const expected = (name: string, lm: string | null) => ["b", "c"].flatMap((b) => ["GET", "HEAD", "GET"].map((m) => `${name} ${b} ${m} 200 ${lm} ${m === "GET" ? "hello" : ""} | 200 ${lm} ${m === "GET" ? "hello" : ""}`));
+      expect(seen).toEqual([...expected("bad-lm", null), ...expected("rfc850-lm", "Wednesday, 01-Jan-25 00:00:00 GMT")]);
+    });
+});
 
 describe("an upstream answer no S3 gives to a read (HTTP 202, 204, 418)", () => {
   // It read "The upstream failed", as a 5xx does: the client and the operator were not told what came.

@@ -13,7 +13,7 @@
  */
 
 /** How the body is delimited. */
-import { quotedEtag } from "../../http/conditional.ts";
+import { isHttpDate, quotedEtag } from "../../http/conditional.ts";
 
 export type Framing = "none" | "length" | "chunked" | "close";
 
@@ -42,6 +42,11 @@ export const MAX_HEAD = 64 * 1024;
 /** Whether a 4-character field name is ETag, in any case (no lower-cased copy). */
 function isEtagName(name: string): boolean {
   return (name.charCodeAt(0) | 32) === 101 && (name.charCodeAt(1) | 32) === 116 && (name.charCodeAt(2) | 32) === 97 && (name.charCodeAt(3) | 32) === 103;
+}
+
+/** A 13-character field name is Last-Modified (told from Cache-Control, Accept-Ranges, Content-Range by its l, -, m and d). */
+function isLastModifiedName(name: string): boolean {
+  return (name.charCodeAt(0) | 32) === 108 && name.charCodeAt(4) === 45 && (name.charCodeAt(5) | 32) === 109 && (name.charCodeAt(12) | 32) === 100;
 }
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");
@@ -128,6 +133,8 @@ export function parseResponseHead(buf: Buffer, isHead: boolean, scanFrom = 0): H
     // (an ETag some S3-compatible stores send bare, quoted as S3 sends it: quotedEtag; the name told
     // by its characters, not toLowerCase, which made a string for every `Date` field)
     if (n === 4 && value.charCodeAt(0) !== 34 && isEtagName(name)) value = quotedEtag(value);
+    // (a Last-Modified that is no HTTP-date is dropped: isHttpDate)
+    else if (n === 13 && isLastModifiedName(name) && !isHttpDate(value)) continue;
     else if (n === 14 || n === 17 || n === 10) {
       const lower = name.toLowerCase();
       if (lower === "content-length") {
