@@ -131,9 +131,12 @@ test("an argument's control characters are shown escaped, as the config's proble
 });
 
 test("a long unknown argument is answered at once (the search for a URL's user name in it started over at each of its letters: 128 KB took ~10 s)", async () => {
-  const started = performance.now();
-  const [r] = await runEach([["x".repeat(130_000)]]);
-  expect({ code: r!.code, fast: performance.now() - started < 3_000 }).toEqual({ code: 2, fast: true });
+  // (its CPU time, not the wall clock: a start on a loaded host took 6 s. The `@` is what makes
+  // the search run: a word without one is shown as it is.)
+  const p = Bun.spawn([...command(), `${"x".repeat(130_000)}@h`], { stdout: "ignore", stderr: "ignore" });
+  const code = await p.exited;
+  const cpuMs = Number(p.resourceUsage()!.cpuTime.total) / 1000;
+  expect({ code, fast: cpuMs < 3_000 }).toEqual({ code: 2, fast: true });
 });
 
 test("a long unknown argument is cut in the message, with its length (100 KB was echoed whole, twice)", async () => {
