@@ -18,9 +18,11 @@ setDefaultTimeout(30_000);
 
 let hole: BlackHole;
 const px: Record<"auto" | "fetch", ProxyProcess> = {} as never;
-const cfg = (client: string, port: number) =>
+// (the own client's s3.timeout far above its connect_timeout: its bound can leave a loaded host's
+// pause several seconds and still tell one from the other; 2 s against 3 s left it 1.5 s)
+const cfg = (client: string, port: number, timeout: number) =>
   `server: { address: 127.0.0.1, port: 0, upstream_client: ${client} }\n` +
-  `buckets:\n  - name: hole\n    path_prefix: /hole\n    s3: { bucket: hole-bucket, endpoint: "http://127.0.0.1:${port}", timeout: 3, connect_timeout: 0.5, retry: { max_attempts: 1 } }\n`;
+  `buckets:\n  - name: hole\n    path_prefix: /hole\n    s3: { bucket: hole-bucket, endpoint: "http://127.0.0.1:${port}", timeout: ${timeout}, connect_timeout: 0.5, retry: { max_attempts: 1 } }\n`;
 
 async function timedGet(url: string): Promise<{ status: number; body: Record<string, unknown>; ms: number }> {
   const t0 = performance.now();
@@ -32,19 +34,19 @@ async function timedGet(url: string): Promise<{ status: number; body: Record<str
 describe.skipIf(!blackHoleSupported)("s3.connect_timeout against a black-holed upstream", () => {
   beforeAll(async () => {
     hole = await blackHole();
-    [px.auto, px.fetch] = await Promise.all([startProxy(cfg("auto", hole.port)), startProxy(cfg("fetch", hole.port))]);
+    [px.auto, px.fetch] = await Promise.all([startProxy(cfg("auto", hole.port, 20)), startProxy(cfg("fetch", hole.port, 3))]);
   }, 30_000);
   afterAll(async () => {
     await Promise.all([px.auto?.stop(), px.fetch?.stop()]);
     hole?.close();
   });
 
-  test("own client: 504 GatewayTimeout within connect_timeout (0.5 s) + margin, not s3.timeout (3 s)", async () => {
+  test("own client: 504 GatewayTimeout within connect_timeout (0.5 s) + margin, not s3.timeout (20 s)", async () => {
     const r = await timedGet(px.auto.url("/hole/k"));
     expect(r.status).toBe(504);
     expect(r.body).toMatchObject({ error: "GatewayTimeout", request_id: "ct-1" });
     expect(r.ms).toBeGreaterThanOrEqual(450);
-    expect(r.ms).toBeLessThan(2000);
+    expect(r.ms).toBeLessThan(10_000);
   });
 
   test("fetch: s3.timeout (3 s) bounds connecting, and the start-up log says connect_timeout is not enforced there", async () => {
@@ -55,7 +57,7 @@ describe.skipIf(!blackHoleSupported)("s3.connect_timeout against a black-holed u
     const r = await timedGet(px.fetch.url("/hole/k"));
     expect(r.status).toBe(504);
     expect(r.ms).toBeGreaterThanOrEqual(2900);
-    expect(r.ms).toBeLessThan(6000);
+    expect(r.ms).toBeLessThan(15_000); // (no answer at all without it: the hole never answers)
   });
 });
 
