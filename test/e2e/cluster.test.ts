@@ -292,7 +292,8 @@ describe("three replicas behind haproxy, one Redis", () => {
     const everyServerSince = (from: number, body: string, n: number) =>
       c.nodes.every((node) => answers.slice(from).filter((a) => a.server === node.name && a.body === body).length >= n);
     try {
-      await waitFor(() => everyServerSince(0, "from primary", 5), { message: "load on the primary" });
+      // (as long as the waits below: 15 answers through haproxy took over 5 s on a loaded host)
+      await waitFor(() => everyServerSince(0, "from primary", 5), { timeoutMs: 10_000, message: "load on the primary" });
 
       await c.primary.pause();
       const atDeath = answers.length;
