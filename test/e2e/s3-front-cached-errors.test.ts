@@ -19,6 +19,8 @@ const CLIENT = { accessKeyId: "AKIDCACHEDERRORS1", secretAccessKey: "cached-erro
 const INVALID_ARGUMENT = "<Error><Code>InvalidArgument</Code><Message>x-amz-checksum-mode must be ENABLED</Message><ArgumentName>x-amz-checksum-mode</ArgumentName><ArgumentValue>on</ArgumentValue><RequestId>0123456789ABCDEF</RequestId><HostId>aG9zdA==</HostId></Error>";
 const ARCHIVED = "<Error><Code>InvalidObjectState</Code><Message>The operation is not valid for the object's storage class</Message><StorageClass>GLACIER</StorageClass><RequestId>0123456789ABCDEF</RequestId></Error>";
 const MOVED = "<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message><Endpoint>data.s3.eu-west-1.amazonaws.com</Endpoint><Bucket>data</Bucket><RequestId>0123456789ABCDEF</RequestId></Error>";
+/** An upstream's InvalidArgument whose ArgumentValue is no text of the client's: its own host and port, an access key id. */
+const internalValue = (value: string) => `<Error><Code>InvalidArgument</Code><Message>x-amz-checksum-mode must be ENABLED</Message><ArgumentName>x-amz-checksum-mode</ArgumentName><ArgumentValue>${value}</ArgumentValue></Error>`;
 const LEAKY = "<Error><Code>InvalidArgument</Code><Message>refused by rgw1.dc2.acme.de for bucket data</Message><ArgumentName>data</ArgumentName></Error>";
 
 for (const engine of ["bun", "node"] as const) {
@@ -52,6 +54,9 @@ s3_api:
       s3.faults.set("/data/argument.txt", { kind: "reply", status: 400, body: INVALID_ARGUMENT });
       s3.faults.set("/data/archived.txt", { kind: "reply", status: 403, body: ARCHIVED });
       s3.faults.set("/data/leaky.txt", { kind: "reply", status: 400, body: LEAKY });
+      s3.faults.set("/data/host-value.txt", { kind: "reply", status: 400, body: internalValue("rgw1.dc2.acme.de:7480") });
+      s3.faults.set("/data/key-value.txt", { kind: "reply", status: 400, body: internalValue("AKIAUPSTREAMKEY12345") });
+      s3.faults.set("/data/own-value.txt", { kind: "reply", status: 400, body: internalValue("on.v2") });
       s3.faults.set("/data/moved.txt", { kind: "reply", status: 301, body: MOVED });
     });
     afterAll(() => env?.stop());
@@ -93,6 +98,16 @@ s3_api:
         const leaky = await same("GET", "leaky.txt");
         expect(leaky).toContain("<Code>InvalidArgument</Code><Message>Invalid Argument</Message><Resource>");
         expect(leaky).not.toContain("rgw1");
+        // (an ArgumentValue the client did not write: relayed since 2f0dd748, which dropped the
+        // internals rule for it on the word that it is the client's own text; the client's own
+        // value, dots and all, still is)
+        for (const key of ["host-value.txt", "key-value.txt"]) {
+          const internal = await same("GET", key);
+          expect(internal).toContain("<ArgumentName>x-amz-checksum-mode</ArgumentName><Resource>");
+          expect(internal).not.toContain("rgw1");
+          expect(internal).not.toContain("AKIAUPSTREAMKEY");
+        }
+        expect(await same("GET", "own-value.txt", { "x-amz-checksum-mode": "on.v2" })).toContain("<ArgumentName>x-amz-checksum-mode</ArgumentName><ArgumentValue>on.v2</ArgumentValue>");
         const denied = await same("GET", "denied.txt");
         expect(denied).toContain("<Code>AccessDenied</Code><Message>Access Denied</Message><Resource>");
       },

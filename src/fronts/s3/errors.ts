@@ -90,6 +90,8 @@ export interface S3Error {
   details?: Record<string, string>;
   /** Extra response headers (Retry-After, Content-Range, Allow...). */
   headers?: Record<string, string>;
+  /** details.ArgumentValue is an upstream's word: written only when the client's request holds it (relay.ts clientWrote). */
+  upstreamArgument?: true;
 }
 
 export function s3Error(

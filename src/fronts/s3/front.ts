@@ -22,7 +22,7 @@ import { failed, type Front } from "../../proxy/runner.ts";
 import { patiently } from "./patient.ts";
 import { s3Cors, s3PreflightRefusal, stsCors } from "../cors-phases.ts";
 import { EMPTY_SHA256, utf8HeaderValue } from "../../s3/sigv4.ts";
-import { upstreamBucketsOf, withUpstreamWords } from "./relay.ts";
+import { clientsArgument, upstreamBucketsOf, withUpstreamWords } from "./relay.ts";
 import { fromProxyError, s3Error, s3ErrorResponse, type S3Error } from "./errors.ts";
 import { s3ErrorOf, s3Fail } from "./fail.ts";
 import { adoptPrincipal, type S3Identities, type S3Principal } from "./identities.ts";
@@ -654,6 +654,8 @@ export const s3Front: Front = {
     let e = err.code === "UriTooLong" ? uriTooLong(ctx) : (s3ErrorOf(err) ?? fromProxyError(err));
     // (a shared read's upstream refusal keeps S3's message and details, as a write's does)
     if (ctx.bucket !== undefined && s3ErrorOf(err) === undefined) e = withUpstreamWords(e, err.cause, upstreamBucketsOf(ctx.bucket.upstream));
+    // (and an upstream's ArgumentValue only when the client wrote it)
+    e = clientsArgument(e, ctx);
     const s = (ctx as S3RequestContext).s3;
     // S3 answers a missing key with 404 only to a caller who may list the bucket (s3:ListBucket),
     // and 403 AccessDenied to anyone else, so that a reader cannot learn which keys exist.

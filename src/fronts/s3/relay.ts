@@ -12,6 +12,7 @@ import { connectionListed, keepHeaders } from "../../http/headers.ts";
 import { isOwnedBytes } from "../../http/owned-response.ts";
 import { CHECKSUM_VALUE_HEADERS } from "../../s3/operations/common.ts";
 import type { RequestContext } from "../../proxy/context.ts";
+import type { S3RequestContext } from "./front.ts";
 import { CREDENTIAL_CODES, s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { redirectDetail, relayedRetryAfter, s3RequestIdOf, SLOW_DOWN_REASON } from "../../s3/errors.ts";
@@ -200,6 +201,7 @@ function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: 
       delete d.ArgumentValue;
       if (Object.keys(d).length === 0) delete e.details;
     }
+    if (e.details?.ArgumentValue !== undefined) e.upstreamArgument = true;
     return e;
   }
   if (status === 404) return s3Error("NoSuchKey");
@@ -238,7 +240,32 @@ export function withUpstreamWords(e: S3Error, cause: unknown, upstreamBuckets: r
   if (doc?.name !== "Error") return e;
   const relayed = errorCode(c.s3Status, doc, upstreamBuckets);
   if (relayed.code !== e.code) return e;
-  return { ...e, message: relayed.message, details: relayed.details === undefined ? e.details : { ...relayed.details, ...e.details } };
+  const out: S3Error = { ...e, message: relayed.message, details: relayed.details === undefined ? e.details : { ...relayed.details, ...e.details } };
+  if (relayed.upstreamArgument === true) out.upstreamArgument = true;
+  return out;
+}
+
+/**
+ * `e` as the client may see it: an upstream's <ArgumentValue> only when it is the client's own text
+ * (in the key, a query argument's or a header's value). ARGUMENT_VALUE holds it to no rule of what
+ * it may name (a key or version id holds dots, `/`, `+`), so a store's value that the client did not
+ * write (its host and port, an access key id: `<ArgumentValue>rgw1.dc2.acme.de:7480</ArgumentValue>`)
+ * was relayed as is.
+ */
+export function clientsArgument(e: S3Error, ctx: RequestContext): S3Error {
+  const value = e.upstreamArgument === true ? e.details?.ArgumentValue : undefined;
+  if (value === undefined || clientWrote(ctx, value)) return e;
+  const { ArgumentValue: _, ...details } = e.details!;
+  const out: S3Error = { ...e, details };
+  delete out.upstreamArgument;
+  return out;
+}
+
+function clientWrote(ctx: RequestContext, value: string): boolean {
+  if (ctx.key.includes(value)) return true;
+  for (const [, v] of (ctx as S3RequestContext).s3?.query ?? []) if (v.includes(value)) return true;
+  for (const [, v] of ctx.req.headers) if (v.includes(value)) return true;
+  return false;
 }
 
 /** The upstream buckets a bucket's reads may be answered from (each replica's). */
