@@ -11,7 +11,8 @@ import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { startUploadEnv, WRITER, type UploadEnv } from "../e2e/s3-front-upload-helpers.ts";
 import { awsCli } from "./aws.ts";
 import { boto3Client } from "./boto3.ts";
-import { clientTest } from "./run.ts";
+import { join } from "node:path";
+import { clientTest, tempDir } from "./run.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -63,6 +64,24 @@ clientTest("python3", "boto3")(
       multipart: await storedEncoding("walk/ce-mp"),
       copy: await storedEncoding("walk/ce-copy"),
     }).toEqual({ put: "gzip, br", odd: "x-custom;q=1 ,  br", multipart: "gzip, br", copy: "deflate, gzip" });
+  },
+  T,
+);
+
+clientTest("python3", "boto3")(
+  "boto3 upload_file in parts of a key holding a C0 control (U+0001): the upload completes and the object is stored under that key (the proxy's Initiate/Complete results write it as U+FFFD, which botocore reads; S3's &#x1; it refuses)",
+  async () => {
+    using dir = tempDir();
+    const file = join(dir.path, "ctl.txt");
+    await Bun.write(file, "control in the key");
+    const b = boto3Client({ endpoint: env.endpoint, credentials: WRITER });
+    const [up, list] = await b.run([
+      { op: "upload_file", Bucket: "up", Key: "walk/ctl/x\u0001y.txt", Filename: file, multipartThreshold: 1 },
+      { op: "call", method: "list_multipart_uploads", params: { Bucket: "up", Prefix: "walk/ctl/", EncodingType: "url" } },
+    ]);
+    expect(up).toEqual({ ok: true, value: {} });
+    expect(new TextDecoder().decode((await env.s3.read("up", "walk/ctl/x\u0001y.txt"))!)).toBe("control in the key");
+    expect(list!.ok && (list!.value.Uploads ?? [])).toEqual([]);
   },
   T,
 );

@@ -286,7 +286,7 @@ describe("the cache and the bookkeeping calls", () => {
 
 describe("keys holding characters XML 1.0 does not allow (S3 allows any UTF-8 in a key)", () => {
   test(
-    "a key with U+0001: Create, UploadPart and Complete succeed through the proxy (the upstream's result names the key raw), their results name it as S3 does (&#x1;, not U+FFFD), the cached old object is purged, no upload is left",
+    "a key with U+0001: Create, UploadPart and Complete succeed through the proxy (the upstream's result names the key raw), their results name it as U+FFFD (S3's &#x1; is refused by botocore, Go SDK v1 and a browser's DOMParser, which then fail the upload), the cached old object is purged, no upload is left",
     async () => {
       // (before: Create answered 500 after the upstream created the upload, leaving it orphaned; Complete
       // answered 500 after the upstream stored the object, and the cache kept serving the old one)
@@ -297,8 +297,8 @@ describe("keys holding characters XML 1.0 does not allow (S3 allows any UTF-8 in
       const createRes = await signedFetch(a, { method: "POST", path, query: [["uploads", ""]] });
       const created = await createRes.text();
       expect(createRes.status).toBe(200);
-      // written as S3 writes it, and the listings and errors do: a numeric reference (it was U+FFFD, another key)
-      expect(created).toContain("<Key>ctl/x&#x1;y.txt</Key>");
+      // the proxy's own success results stay XML 1.0 that strict readers parse: U+FFFD (src/fronts/s3/xml.ts keyEl's note)
+      expect(created).toContain("<Key>ctl/x\ufffdy.txt</Key>");
       const id = text(created, "UploadId")!;
       const p = await part(a, path, id, 1, new TextEncoder().encode("new"));
       expect(p.status).toBe(200);
@@ -306,7 +306,7 @@ describe("keys holding characters XML 1.0 does not allow (S3 allows any UTF-8 in
       const doneXml = await done.text();
       expect(done.status).toBe(200);
       expect(doneXml).toContain("<CompleteMultipartUploadResult");
-      expect(doneXml).toContain("<Key>ctl/x&#x1;y.txt</Key>");
+      expect(doneXml).toContain("<Key>ctl/x\ufffdy.txt</Key>");
       expect(await (await signedFetch(a, { method: "GET", path })).text()).toBe("new");
       const uploads = await (await signedFetch(a, { method: "GET", path: "/up", query: [["uploads", ""], ["prefix", "ctl/"]] })).text();
       expect(uploads).not.toContain("<UploadId>");

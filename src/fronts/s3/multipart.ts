@@ -31,7 +31,7 @@ import { objectLocation } from "./location.ts";
 import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
 import { xmlResponse } from "./operations.ts";
-import { controlsAsReferences, el, isWellFormedResult, keyEl, maskOwners, quoteListingEtags, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
+import { controlsAsReferences, el, isWellFormedResult, maskOwners, quoteListingEtags, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, unkeptWriteCondition, uploadIdOf, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
@@ -66,7 +66,7 @@ export async function createMultipartUploadOp(ctx: RequestContext): Promise<Resp
   const doc = await resultDoc(res, "InitiateMultipartUploadResult", upstream.bucket);
   const uploadId = childText(doc, "UploadId");
   if (uploadId === undefined || uploadId === "") throw s3Fail(s3Error("InternalError"));
-  const xml = XML_DECL + `<InitiateMultipartUploadResult xmlns="${S3_XMLNS}">` + el("Bucket", ctx.bucket!.name) + keyEl("Key", ctx.key) + el("UploadId", uploadId) + "</InitiateMultipartUploadResult>";
+  const xml = XML_DECL + `<InitiateMultipartUploadResult xmlns="${S3_XMLNS}">` + el("Bucket", ctx.bucket!.name) + el("Key", ctx.key) + el("UploadId", uploadId) + "</InitiateMultipartUploadResult>";
   return xmlAnswer(ctx, res, xml);
 }
 
@@ -121,7 +121,7 @@ export async function completeMultipartUploadOp(ctx: RequestContext): Promise<Re
   }
   await purgeWritten(ctx, key);
   const bucket = ctx.bucket!.name;
-  let xml = XML_DECL + `<CompleteMultipartUploadResult xmlns="${S3_XMLNS}">` + el("Location", objectLocation(ctx, bucket, key)) + el("Bucket", bucket) + keyEl("Key", key);
+  let xml = XML_DECL + `<CompleteMultipartUploadResult xmlns="${S3_XMLNS}">` + el("Location", objectLocation(ctx, bucket, key)) + el("Bucket", bucket) + el("Key", key);
   const etag = childText(doc, "ETag") ?? (await completedEtag(ctx, upstream, res));
   // (a bare ETag some S3-compatible stores write, quoted as S3 writes it, as the header is: quotedEtag)
   if (etag !== undefined) xml += el("ETag", quotedEtag(etag.trim()));

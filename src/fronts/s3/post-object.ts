@@ -58,7 +58,7 @@ import { LISTENER_SLOW_BODY, ownsBodyChunks } from "../../http/framed-body.ts";
 import { pipeStage, SOURCE_IDLE_MS } from "../../s3/aws-chunked/pump.ts";
 import { isPayloadError } from "../../s3/aws-chunked/errors.ts";
 import { endToEnd } from "../../http/headers.ts";
-import { el, keyEl, S3_XMLNS, XML_DECL } from "./xml.ts";
+import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText, parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 import { taggingHeader, tagsOf } from "./tagging.ts";
 
@@ -459,7 +459,7 @@ function answer(ctx: RequestContext, fields: ReadonlyMap<string, string>, key: s
   }
   const status = fields.get("success_action_status");
   if (status === "201") {
-    const xml = XML_DECL + `<PostResponse xmlns="${S3_XMLNS}">` + el("Location", location) + el("Bucket", ctx.bucketName) + keyEl("Key", key) + el("ETag", etag) + "</PostResponse>";
+    const xml = XML_DECL + `<PostResponse xmlns="${S3_XMLNS}">` + el("Location", location) + el("Bucket", ctx.bucketName) + el("Key", key) + el("ETag", etag) + "</PostResponse>";
     ctx.bytes = Buffer.byteLength(xml);
     return new Response(xml, { status: 201, headers: { ...headers, "content-type": "application/xml" } });
   }

@@ -70,10 +70,12 @@ export function escapeListingText(text: string): string {
 }
 
 /**
- * `<name>text</name>` for a key the front writes in its own result (InitiateMultipartUploadResult,
- * CompleteMultipartUploadResult, PostResponse) or an error's client-given text: its C0 controls as
- * S3 writes them, numeric references (`&#x1;`, escapeListingText), as the listings do; as U+FFFD,
- * as el() writes them, the result named another key than the one stored.
+ * `<name>text</name>` for an error's client-given text (Key, Resource): its C0 controls as S3
+ * writes them, numeric references (`&#x1;`, escapeListingText), as the listings do. (The front's
+ * success results that name a key, Initiate/CompleteMultipartUploadResult and PostResponse, write
+ * them as U+FFFD with el(): a strict XML 1.0 reader, botocore, Go SDK v1, a browser's DOMParser,
+ * refuses the whole result over a reference, where an error body it cannot read still gives the
+ * client its status.)
  */
 export function keyEl(name: string, text: string): string {
   return "<" + name + ">" + escapeListingText(text) + "</" + name + ">";
