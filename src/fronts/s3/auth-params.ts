@@ -30,6 +30,14 @@ export interface AuthParams {
   expires?: number;
   /** Header auth parsed through the memo: `signedHeaders` is sorted, and this is its line of the canonical request (signedHeadersLine). */
   signedLine?: string;
+  /**
+   * Header auth through the memo (the params written `into` a kept object): the signature is not
+   * cut from the Authorization value, `signature` is "" and the signature is
+   * `signatureIn.slice(signatureAt)` (verify.ts compares it in place; signatureOf cuts it when
+   * it is needed). -1 (or absent): `signature` is the signature.
+   */
+  signatureAt?: number;
+  signatureIn?: string;
 }
 
 export const ECDSA_ALGORITHM = "AWS4-ECDSA-P256-SHA256";
@@ -172,6 +180,8 @@ const SDK_SIGNATURE = ", Signature=";
  */
 export const MAX_MEMO_PREFIX = 1024;
 const SIGNATURE_VALUE = /^[^\s,=]+$/;
+/** SIGNATURE_VALUE tested in place: from `lastIndex` to the end of the Authorization value. */
+const SIGNATURE_TAIL = /[^\s,=]+$/y;
 
 /**
  * `AWS4-HMAC-SHA256 Credential=AKID/date/region/s3/aws4_request, SignedHeaders=a;b, Signature=hex`.
@@ -189,7 +199,12 @@ export function parseHeaderAuth(authorization: string, headers: HeaderSource, re
     cut = authorization.lastIndexOf(SDK_SIGNATURE);
     const hit = cut > 0 && cut <= MAX_MEMO_PREFIX ? memo.get(authorization, cut, region) : undefined;
     if (hit !== undefined) {
-      const signature = authorization.slice(cut + SDK_SIGNATURE.length);
+      const at = cut + SDK_SIGNATURE.length;
+      // (into a kept object, the signature is left in the Authorization value: no string is cut
+      // for it unless it is needed, a streaming upload's seed or an error's SignatureProvided)
+      SIGNATURE_TAIL.lastIndex = at;
+      if (into !== undefined && SIGNATURE_TAIL.test(authorization)) return withRequestTime(hit, "", headers, into, authorization, at);
+      const signature = authorization.slice(at);
       if (SIGNATURE_VALUE.test(signature)) return withRequestTime(hit, signature, headers, into);
     }
   }
@@ -244,7 +259,7 @@ export function signedHeadersLine(sorted: readonly string[]): string {
 }
 
 /** The time part of header auth, which changes with every request; the params written `into` the object given (else a new one). */
-function withRequestTime(parsed: Omit<ParsedScope, "signedLine"> & { signedLine?: string }, signature: string, headers: HeaderSource, into: AuthParams | undefined): AuthParams | S3Error {
+function withRequestTime(parsed: Omit<ParsedScope, "signedLine"> & { signedLine?: string }, signature: string, headers: HeaderSource, into: AuthParams | undefined, signatureIn = signature, signatureAt = -1): AuthParams | S3Error {
   const scope = parsed.scope;
   // The request time: x-amz-date, else the Date header (both must be valid). A Date used for
   // signing is in ISO 8601 basic format, as S3 documents it (also read: an IMF-fixdate, as the
@@ -274,6 +289,8 @@ function withRequestTime(parsed: Omit<ParsedScope, "signedLine"> & { signedLine?
   into.amzDate = amzDate;
   into.dateMs = dateMs;
   into.signedLine = parsed.signedLine;
+  into.signatureIn = signatureIn;
+  into.signatureAt = signatureAt;
   return into;
 }
 

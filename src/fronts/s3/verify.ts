@@ -78,7 +78,11 @@ export interface Verified<P> {
   /** The payload hash that was signed: 64 hex chars or one of the UNSIGNED/STREAMING constants. */
   payloadHash: string;
   mode: PayloadMode;
-  /** The request's signing key and signature: the seed of an aws-chunked chunk-signature chain. */
+  /**
+   * The request's signing key and signature: the seed of an aws-chunked chunk-signature chain.
+   * (verifyRequest's answer, header auth through the Authorization memo: the signature is cut
+   * from the header only in the two signed streaming modes, the seed's one use; "" in the others.)
+   */
   signingKey: Uint8Array;
   seedSignature: string;
   /** "yyyymmdd/region/s3/aws4_request" */
@@ -283,7 +287,8 @@ function verify<P extends { secretAccessKey: string }>(
 
   let verifiedQuery = query;
   let plusAsSpace = false;
-  if (!macMatches(params.signature)) {
+  if (!(params.signatureAt !== undefined && params.signatureAt >= 0 ? macMatches(params.signatureIn!, params.signatureAt) : macMatches(params.signature))) {
+    signatureOf(params);
     // Other readings of what was received, tried only when the literal one failed. A header sent
     // more than once reaches here joined with ", " (Headers, on both engines) where SigV4 joins its
     // values with ",": a signed value with ", " is also read so. And S3 reads a raw "+" as a space,
@@ -306,7 +311,8 @@ function verify<P extends { secretAccessKey: string }>(
   ok.mode = mode;
   ok.signingKey = key.key;
   // equal to the one computed (just compared): the seed of an aws-chunked chain
-  ok.seedSignature = params.signature;
+  // (verifyRequest's kept answer: cut only for the two signed streaming modes, the seed's one use)
+  ok.seedSignature = into === undefined || mode === "streaming" || mode === "streaming-trailer" ? signatureOf(params) : params.signature;
   ok.scope = scope;
   ok.amzDate = params.amzDate;
   ok.presigned = params.presigned;
@@ -559,15 +565,27 @@ class HeaderReads implements HeaderSource {
 }
 const reads = new HeaderReads();
 
-/** The signature provided (lowercase hex, as S3 compares it) against `mac`, in constant time in its content. */
-function macMatches(provided: string): boolean {
-  if (provided.length !== 64) return false;
+/**
+ * The signature provided (lowercase hex, as S3 compares it), `provided` from `at` to its end,
+ * against `mac`, in constant time in its content.
+ */
+function macMatches(provided: string, at = 0): boolean {
+  if (provided.length - at !== 64) return false;
   let diff = 0;
   for (let i = 0; i < 32; i++) {
     const x = mac[i]!;
-    diff |= (HEX[x >> 4]! ^ provided.charCodeAt(2 * i)) | (HEX[x & 15]! ^ provided.charCodeAt(2 * i + 1));
+    diff |= (HEX[x >> 4]! ^ provided.charCodeAt(at + 2 * i)) | (HEX[x & 15]! ^ provided.charCodeAt(at + 2 * i + 1));
   }
   return diff === 0;
+}
+
+/** The params' signature, cut from the Authorization value if it was left there (AuthParams.signatureAt). */
+function signatureOf(params: AuthParams): string {
+  if (params.signatureAt !== undefined && params.signatureAt >= 0) {
+    params.signature = params.signatureIn!.slice(params.signatureAt);
+    params.signatureAt = -1;
+  }
+  return params.signature;
 }
 
 function error(e: S3Error, accessKeyId?: string): { kind: "error"; accessKeyId?: string } & S3Error {
@@ -575,7 +593,7 @@ function error(e: S3Error, accessKeyId?: string): { kind: "error"; accessKeyId?:
 }
 
 /** Header auth's params (verification is synchronous and keeps nothing of them: one object serves every request). */
-const headerParams: AuthParams = { presigned: false, scope: { accessKeyId: "", date: "", region: "", service: "", terminal: "" }, signedHeaders: [], signature: "", amzDate: "", dateMs: 0, signedLine: undefined };
+const headerParams: AuthParams = { presigned: false, scope: { accessKeyId: "", date: "", region: "", service: "", terminal: "" }, signedHeaders: [], signature: "", amzDate: "", dateMs: 0, signedLine: undefined, signatureIn: "", signatureAt: -1 };
 
 /** payloadOf's answer (verification is synchronous: one object serves every request, read at once). */
 const signedPayload: { hash: string; mode: PayloadMode } = { hash: "", mode: "sha256" };

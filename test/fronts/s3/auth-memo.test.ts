@@ -45,6 +45,9 @@ describe("header-auth memo", () => {
     const auth = a.headers.get("authorization")!;
     const forged = withAuth(a, auth.replace(/Signature=\w+/, `Signature=${"0".repeat(64)}`));
     expect(verifySigV4(forged, lookup, opts(cache))).toMatchObject({ kind: "error", code: "SignatureDoesNotMatch" });
+    // (the signature a hit leaves in the header, compared there, is the one the error shows)
+    expect(verifySigV4(forged, lookup, opts(cache))).toEqual(verifySigV4(forged, lookup, { ...opts(cache), keyCache: undefined }));
+    expect(verifySigV4(forged, lookup, opts(cache))).toMatchObject({ details: { SignatureProvided: "0".repeat(64) } });
     for (const sig of ["a b", "a,b", "a=b"]) {
       const odd = withAuth(a, auth.replace(/Signature=\w+/, `Signature=${sig}`));
       expect(verifySigV4(odd, lookup, opts(cache))).toEqual(verifySigV4(odd, lookup, { ...opts(cache), keyCache: undefined }));
@@ -54,6 +57,17 @@ describe("header-auth memo", () => {
     expect(verifySigV4({ ...a, headers: h }, lookup, opts(cache, { now: Date.parse("2024-06-02T12:00:00Z") }))).toMatchObject({ kind: "error", code: "AuthorizationHeaderMalformed" });
     h.delete("x-amz-date");
     expect(verifySigV4({ ...a, headers: h }, lookup, opts(cache))).toMatchObject({ kind: "error", code: "AccessDenied" });
+  });
+
+  test("a hit whose signature matches only the other reading of the target (a raw \"+\" as a space) verifies as a parse does", async () => {
+    const cache = new SigningKeyCache();
+    expect(verifySigV4(await signed(), lookup, opts(cache)).kind).toBe("ok");
+    const spaced = await signed("/bucket/a%20b");
+    const plus = { ...spaced, rawPath: "/bucket/a+b" };
+    const hit = verifySigV4(plus, lookup, opts(cache));
+    expect(hit).toMatchObject({ kind: "ok", plusAsSpace: true });
+    expect(hit).toEqual(verifySigV4(plus, lookup, { ...opts(cache), keyCache: undefined }));
+    expect(cache.authMemo.size).toBe(1);
   });
 
   test("a request signing more headers than a remembered one (whose prefix it extends) is judged on its own list", async () => {
