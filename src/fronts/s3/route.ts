@@ -208,8 +208,13 @@ export function address(decodedPath: string, hostBucket: string | undefined): Ad
   const from = decodedPath.charCodeAt(0) === 47 ? 1 : 0;
   if (hostBucket !== undefined) return { bucket: hostBucket, key: decodedPath.slice(from) };
   const slash = decodedPath.indexOf("/", from);
-  return slash < 0 ? { bucket: decodedPath.slice(from), key: "" } : { bucket: decodedPath.slice(from, slash), key: decodedPath.slice(slash + 1) };
+  if (slash < 0) return { bucket: decodedPath.slice(from), key: "" };
+  // (the bucket of the last such path, when this one names the same: no string cut out of the
+  // path, which its readers, the name check and the bucket map, would first have to copy out)
+  const bucket = slash - from === lastBucket.length && decodedPath.startsWith(lastBucket, from) ? lastBucket : (lastBucket = decodedPath.slice(from, slash));
+  return { bucket, key: decodedPath.slice(slash + 1) };
 }
+let lastBucket = "";
 
 /** keyRefusal's words for a key with an empty segment. */
 export const EMPTY_SEGMENT_REFUSAL = "Object keys with an empty path segment (a leading '/' or '//') are not served by this proxy.";

@@ -37,6 +37,13 @@ describe("address", () => {
     expect(address("/b/dir/a b+c.txt", undefined)).toEqual({ bucket: "b", key: "dir/a b+c.txt" });
     expect(address("/b/a//b/", undefined)).toEqual({ bucket: "b", key: "a//b/" });
   });
+  test("path-style, one request after another: each path's own bucket, whatever the last one named (the last bucket's name is reused only when this path names the same)", () => {
+    const seq: Array<[string, string, string]> = [
+      ["/ab/k", "ab", "k"], ["/ab/k2", "ab", "k2"], ["/abc/k", "abc", "k"], ["/ab/k", "ab", "k"], ["/abx/k", "abx", "k"],
+      ["/abc/k", "abc", "k"], ["/ab", "ab", ""], ["/a/bc/k", "a", "bc/k"], ["/ab/", "ab", ""], ["abc/k", "abc", "k"], ["/abc/", "abc", ""],
+    ];
+    for (const [path, bucket, key] of seq) expect(address(path, undefined)).toEqual({ bucket, key });
+  });
   test("virtual-hosted: the whole path is the key", () => {
     expect(address("/", "b")).toEqual({ bucket: "b", key: "" });
     expect(address("/b/k", "photos")).toEqual({ bucket: "photos", key: "b/k" });
