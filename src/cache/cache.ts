@@ -190,17 +190,33 @@ export class Cache {
    * the background). `trace` (a recording request span): each layer's lookup gets a span. `wait`:
    * the request's wait on the shared layer (fillToken). `policy`: the bucket's, whose largest item a
    * lower layer's entry may not exceed, nor be fresh longer than it would store it (entryWithin).
+   * `now`: the request's clock (default: the time of the lookup), by which an entry is fresh.
    */
-  get(key: string, trace?: Span, wait?: SharedWait, policy?: EntryBounds): MaybePromise<CachedObject | undefined> {
+  get(key: string, trace?: Span, wait?: SharedWait, policy?: EntryBounds, now?: number): MaybePromise<CachedObject | undefined> {
     const hit = trace === undefined ? this.first.get(key, wait) : tracedLayerGet(this.first, key, trace, wait);
     if (this.layers.length === 1 || (hit !== undefined && !(hit instanceof Promise))) return hit;
-    return this.getSlow(key, hit, trace, wait, policy);
+    return this.getSlow(key, hit, trace, wait, policy, now);
   }
 
-  private async getSlow(key: string, firstHit: MaybePromise<CachedObject | undefined>, trace?: Span, wait?: SharedWait, policy?: EntryBounds): Promise<CachedObject | undefined> {
+  /**
+   * `stale`, the first layer's entry (answered synchronously, no longer fresh): a fresh entry of its
+   * key in a lower layer, else `stale` itself (see getSlow). The stale path only: a hit never asks.
+   */
+  below(key: string, stale: CachedObject, trace: Span | undefined, wait: SharedWait | undefined, policy: EntryBounds, now: number): MaybePromise<CachedObject | undefined> {
+    return this.layers.length === 1 ? stale : this.getSlow(key, stale, trace, wait, policy, now);
+  }
+
+  /**
+   * The first fresh entry of the layers, top down; else the first stale one (revalidated). A stale
+   * entry in a higher layer hid a fresh one below it: a replica whose disk still held the old copy
+   * while its write of the new one (stored in Redis by another replica, or by this one's own fill,
+   * whose store counts as done once Redis has it) was under way revalidated upstream again.
+   */
+  private async getSlow(key: string, firstHit: MaybePromise<CachedObject | undefined>, trace?: Span, wait?: SharedWait, policy?: EntryBounds, now = Date.now()): Promise<CachedObject | undefined> {
     const epoch = this.purges.now;
     const found = await Promise.resolve(firstHit).catch(() => undefined);
-    if (found !== undefined) return found;
+    if (found !== undefined && now < found.expiresAt) return found;
+    let stale = found;
     const maxBytes = policy?.maxItemBytes;
     for (let i = 1; i < this.layers.length; i++) {
       // A layer answers a miss for its own failures; a throw is one more failure, not the client's.
@@ -210,14 +226,15 @@ export class Cache {
         void settled(() => this.layers[i]!.delete(key));
         continue;
       }
-      if (obj !== undefined) {
+      if (obj !== undefined && now >= obj.expiresAt) stale ??= obj;
+      else if (obj !== undefined) {
         // Found before a purge that happened while we asked, or in a layer a purge under way has
         // not reached yet: serve it, but do not copy it upward.
         if (!this.purges.purgedSince(epoch, key) && !this.purges.purging(key)) this.promote(obj, i);
         return obj;
       }
     }
-    return undefined;
+    return stale;
   }
 
   /** Counts a HIT served by a layer below the first (`obj.source`). */

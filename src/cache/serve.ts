@@ -114,7 +114,7 @@ export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
   // (a miss's lookup and its fill's purge generations wait on Redis within one operation_timeout_ms;
   // nothing to count, and no object per hit, without a shared layer)
   const wait: SharedWait | undefined = args.cache.shared ? { ms: 0 } : undefined;
-  const found = args.cache.get(key, args.trace, wait, args.policy);
+  const found = args.cache.get(key, args.trace, wait, args.policy, now);
   if (!isFresh(found, now)) return serveSlow(args, key, now, found, since, wait);
   try {
     return Promise.resolve({ response: hit(args.cache, args.bucket, found, args.reqHeaders, args.method, now), cacheStatus: "HIT", upstreamCalls: 0, passthrough: false });
@@ -126,7 +126,9 @@ export function serveWithCache(args: ServeArgs): Promise<ServeResult> {
 async function serveSlow(args: ServeArgs, key: string, now: number, found: MaybePromise<CachedObject | undefined>, since: number, wait: SharedWait | undefined): Promise<ServeResult> {
   const { cache, method, reqHeaders } = args;
   const counters = cache.counter(args.bucket);
-  const obj = isPromise(found) ? await found : found;
+  // (a stale entry of the first layer, answered synchronously: a lower layer may hold a fresh one)
+  const fromFirst = found === undefined || isPromise(found) ? found : cache.below(key, found, args.trace, wait, args.policy, now);
+  const obj = isPromise(fromFirst) ? await fromFirst : fromFirst;
 
   if (obj !== undefined && now < obj.expiresAt) {
     counters.hits++;
@@ -143,7 +145,7 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
     if (fill.state === "complete") {
       // Its file was being renamed into place: once committed, the object is a hit.
       await fill.ended;
-      return serveSlow(args, key, now, cache.get(key, args.trace, wait, args.policy), since, wait);
+      return serveSlow(args, key, now, cache.get(key, args.trace, wait, args.policy, now), since, wait);
     }
   }
 

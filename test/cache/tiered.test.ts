@@ -103,6 +103,60 @@ test("a purge counts the objects removed from the layer that held the most (a di
   expect(await cache.purgeAll()).toBe(1);
 });
 
+/** A disk stand-in whose writes wait for `release()` (a slow disk's write of a new version, the old file still in place). */
+class HeldWriteLayer extends ToyDiskLayer {
+  private gate: Promise<void> | undefined;
+  release: () => void = () => {};
+  holdWrites(): void {
+    this.gate = new Promise<void>((r) => (this.release = r));
+  }
+  override put(obj: CachedObject): Promise<void> {
+    return (this.gate ?? Promise.resolve()).then(() => super.put(obj));
+  }
+}
+
+test("a stale entry in a higher layer does not hide a fresh one below it: a replica whose disk still held the old copy while its write of the new one (in Redis already) was under way went upstream again", async () => {
+  const memory = new MemoryLayer(1 << 20, 200); // the new version (300 bytes) does not fit in memory
+  const disk = new HeldWriteLayer();
+  const shared = new ToyDiskLayer();
+  const cache = new Cache([memory, disk, shared]);
+  const t = Date.now();
+  const version = (etag: string, size: number, at: number, maxAge = 1) => ({ key: "b/k", body: new Blob([bytesOf(size)]), headers: { etag, "content-length": String(size), "cache-control": `max-age=${maxAge}` }, storedAt: at, expiresAt: at + maxAge * 1000, size });
+  await disk.put(version('"old"', 100, t - 1100));
+  await memory.put(version('"old"', 100, t - 1100));
+  disk.holdWrites();
+  cache.put(version('"new"', 300, t, 60)); // memory drops its old copy; the disk's write waits
+  await shared.settled();
+  expect(memory.peek("b/k")).toBeUndefined();
+  expect((await disk.get("b/k"))?.headers.etag).toBe('"old"');
+  let calls = 0;
+  const upstream = async () => {
+    calls++;
+    return new Response(bytesOf(300), { headers: { etag: '"new"' } });
+  };
+  const args = { cache, bucket: "b", key: "k", method: "GET" as const, policy: { defaultTtlSeconds: 60, maxItemBytes: 1 << 20 }, upstream };
+  const got = await serveWithCache({ ...args, reqHeaders: new Headers() });
+  expect(got.cacheStatus).toBe("HIT");
+  expect(got.response.headers.get("etag")).toBe('"new"');
+  expect(new Uint8Array(await got.response.arrayBuffer())).toEqual(bytesOf(300));
+  expect(calls).toBe(0);
+  disk.release();
+  await disk.settled();
+
+  // memory's own stale copy (answered synchronously) does not hide a fresh one below it either
+  const small = new Cache([new MemoryLayer(1 << 20, 1 << 20), shared]);
+  small.layers[0]!.put(version('"old"', 100, t - 1100));
+  const fromShared = await serveWithCache({ ...args, cache: small, reqHeaders: new Headers() });
+  expect(fromShared.cacheStatus).toBe("HIT");
+  expect(fromShared.response.headers.get("etag")).toBe('"new"');
+  expect(calls).toBe(0);
+  // with no fresh copy anywhere, the stale one is revalidated as before
+  const alone = new Cache([new MemoryLayer(1 << 20, 1 << 20), new ToyDiskLayer()]);
+  alone.layers[0]!.put(version('"old"', 100, t - 1100));
+  expect((await serveWithCache({ ...args, cache: alone, reqHeaders: new Headers() })).cacheStatus).toBe("MISS");
+  expect(calls).toBe(1);
+});
+
 /** A shared-layer stand-in whose purges wait for `release()` (a Redis SCAN/UNLINK over several round trips). */
 class SlowPurgeLayer extends ToyDiskLayer {
   private gate: Promise<void> | undefined;
