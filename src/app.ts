@@ -10,7 +10,7 @@ import { normalize } from "node:path";
 import { renewalNameNote, renewalRefusal } from "./config/notes.ts";
 import { applyCacheConfig, bucketCachePolicy, cacheRestartChanges, cacheRestartKey, cacheStores, createCache, registerCacheMetrics, retireOtherDiskLayouts, upstreamIdentity, type Cache } from "./cache/index.ts";
 import type { DiskLayer } from "./cache/disk.ts";
-import { ConfigError, loadConfigSourceOffThread, type Config } from "./config/load.ts";
+import { ConfigError, loadConfigSourceOffThread, printable, shownArgument, type Config } from "./config/load.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { readinessOf } from "./control/ready.ts";
 import { ByteBudget, ConcurrencyLimiter, RedisRateLimiter, UploadLimiter } from "./limits/index.ts";
@@ -156,10 +156,18 @@ function shownSetting(v: unknown): string {
   return typeof v === "string" ? JSON.stringify(v) : String(v);
 }
 
-/** The restart-only settings a reload would change, each with the value running and the one written ("server.port (8080 → 8081)"). */
-export function restartOnlyChangesShown(next: Config, old: Config): string[] {
+/**
+ * The restart-only settings a reload would change, each with the value running and the one written
+ * ("server.port (8080 → 8081)"), after where the file writes it as a config error gives it
+ * (`config.yaml:3: server.port (8080 → 8081)`) when `written` has its line (`lines`, from the load).
+ */
+export function restartOnlyChangesShown(next: Config, old: Config, written?: { file: string; lines: Readonly<Record<string, number>> }): string[] {
   const [now, was] = [restartOnly(next), restartOnly(old)];
-  return restartOnlyChanges(next, old).map((k) => `${k} (${shownSetting(was[k])} → ${shownSetting(now[k])})`);
+  const file = written === undefined ? "" : printable(shownArgument(written.file));
+  return restartOnlyChanges(next, old).map((k) => {
+    const line = written?.lines[k];
+    return `${line === undefined ? "" : `${file}:${line}: `}${k} (${shownSetting(was[k])} → ${shownSetting(now[k])})`;
+  });
 }
 
 /** What a reload reads instead of the file: a worker's primary's config text, and the TLS pair it serves. */
@@ -341,16 +349,20 @@ export class App implements Services {
     if (!sent && !this.opts.configPath) return fail(workerIndex() !== undefined ? "a worker process runs only the config its primary sends" : "no config file to reload");
     let config: Config;
     let text: string;
+    let lines: Record<string, number>;
+    const file = sent ? sent.file : this.opts.configPath!;
     try {
-      // Read, parse and validate on a worker thread: serving never waits for the parse.
-      ({ config, text } = sent ? await loadConfigSourceOffThread(sent.file, { text: sent.text, baseDir: sent.baseDir }) : await loadConfigSourceOffThread(this.opts.configPath!));
+      // Read, parse and validate on a worker thread: serving never waits for the parse. (with the
+      // lines of the restart-only settings, which a refused reload names)
+      const places = Object.keys(restartOnly(old.config));
+      ({ config, text, lines } = await loadConfigSourceOffThread(file, sent ? { text: sent.text, baseDir: sent.baseDir, places } : { places }));
     } catch (err) {
       return fail(err instanceof ConfigError ? err.message : "cannot load config");
     }
     if (cacheRestartKey(config.cache, config.baseDir) !== cacheRestartKey(old.config.cache, old.config.baseDir))
       return fail(`${cacheRestartChanges(old.config.cache, config.cache, config.baseDir).join(", ")} changed: the cache's disk and redis layers (cache.enabled with them, cache_layers, disk.path, disk.fsync, the redis connection: redis.url, key_prefix, connect_timeout_ms, operation_timeout_ms) cannot change on reload: restart the process`);
     if (auditRestartKey(config) !== auditRestartKey(old.config)) return fail("the audit section cannot change on reload: restart the process");
-    const changed = restartOnlyChangesShown(config, old.config);
+    const changed = restartOnlyChangesShown(config, old.config, { file, lines });
     if (changed.length > 0)
       return fail(`${changed.join(", ")} changed: the listeners (server.address, server.port, server.workers, server.engine, server.https, the metrics listener and the S3 API listener: s3_api enabled/address/port/engine) cannot change on reload: restart the process`);
     // A renewal that every client would refuse (an expired pair copied back) fails the reload, as a

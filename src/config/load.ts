@@ -500,6 +500,11 @@ export interface ParseOptions {
    * the primary refused), so that a worker restarted after a crash serves what its primary serves.
    */
   tls?: { cert: string; key: string };
+  /**
+   * Keys (`s3_api.address`) whose line in the text is wanted (a refused reload names where each
+   * restart-only setting is written): filled into `lines`, a key with no line left out.
+   */
+  places?: { keys: readonly string[]; lines: Record<string, number> };
 }
 
 /** Whether the key at `path` may be left out (every schema found there takes no value), and false when none is found. */
@@ -609,6 +614,10 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   if (text.length > MAX_CONFIG_BYTES || Buffer.byteLength(text) > MAX_CONFIG_BYTES) throw fail([{ path: "", message: tooLarge(String(Buffer.byteLength(text))) }]);
   const y = parseYamlConfig(text, opts.env ?? process.env);
   if ("syntax" in y) throw fail(y.syntax.map((s) => ({ path: "", message: s.message, line: s.line, ...(s.column !== undefined ? { column: s.column } : undefined) })));
+  for (const k of opts.places?.keys ?? []) {
+    const line = y.lineOf(k.split("."));
+    if (line !== undefined) opts.places!.lines[k] = line;
+  }
   const found: Array<{ path: PathSegment[]; message: string }> = [...y.issues];
   // (set once the original's keys are adopted: a problem with one is reported where the file has it)
   let renamed: ReturnType<typeof adoptOriginal>["renamed"] = [];

@@ -24,12 +24,14 @@ export interface LoadRequest {
   text?: string;
   env: Record<string, string | undefined>;
   baseDir: string;
+  /** Keys whose lines the reply gives (ParseOptions.places). */
+  places?: readonly string[];
 }
 
 /** `text`: what was validated (the file's content as read, or the request's text). */
 export type LoadReply =
-  | { ok: true; json: string; text: string }
-  | { ok: true; config: Config; text: string }
+  | { ok: true; json: string; text: string; lines: Record<string, number> }
+  | { ok: true; config: Config; text: string; lines: Record<string, number> }
   | { ok: false; issues: ConfigIssue[]; file?: string; more?: boolean }
   | { ok: false; error: string };
 
@@ -48,6 +50,15 @@ export interface OffThreadOptions {
   text?: string;
   /** Defaults to configBaseDir(path). */
   baseDir?: string;
+  /** Keys (`server.port`) whose line in the text the result gives in `lines`. */
+  places?: readonly string[];
+}
+
+/** A loaded config, the text it was read from, and the lines of the keys asked for (OffThreadOptions.places). */
+export interface LoadedSource {
+  config: Config;
+  text: string;
+  lines: Record<string, number>;
 }
 
 /**
@@ -59,8 +70,8 @@ export async function loadConfigOffThread(path: string, opts: OffThreadOptions =
 }
 
 /** loadConfigOffThread, with the exact text it validated (what a primary hands its worker processes). */
-export function loadConfigSourceOffThread(path: string, opts: OffThreadOptions = {}): Promise<{ config: Config; text: string }> {
-  return new Promise<{ config: Config; text: string }>((resolve, reject) => {
+export function loadConfigSourceOffThread(path: string, opts: OffThreadOptions = {}): Promise<LoadedSource> {
+  return new Promise<LoadedSource>((resolve, reject) => {
     let worker: Worker;
     try {
       worker = new Worker(loadWorkerSpecifier());
@@ -84,13 +95,13 @@ export function loadConfigSourceOffThread(path: string, opts: OffThreadOptions =
     worker.onmessage = (e: MessageEvent<LoadReply>) => {
       const r = e.data;
       settle(() => {
-        if (r.ok) resolve(deepFreezeSliced("json" in r ? (JSON.parse(r.json) as Config) : r.config).then((config) => ({ config, text: r.text })));
+        if (r.ok) resolve(deepFreezeSliced("json" in r ? (JSON.parse(r.json) as Config) : r.config).then((config) => ({ config, text: r.text, lines: r.lines })));
         else if ("issues" in r) reject(new ConfigError(r.issues, r.file, r.more === true));
         else reject(new Error(r.error));
       });
     };
     worker.onerror = (e: ErrorEvent) => settle(() => reject(new Error(`the config loader thread failed: ${e.message}`)));
-    const request: LoadRequest = { path, text: opts.text, env: { ...(opts.env ?? process.env) }, baseDir: opts.baseDir ?? configBaseDir(path) };
+    const request: LoadRequest = { path, text: opts.text, env: { ...(opts.env ?? process.env) }, baseDir: opts.baseDir ?? configBaseDir(path), places: opts.places };
     worker.postMessage(request);
   });
 }

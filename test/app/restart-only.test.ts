@@ -28,3 +28,14 @@ test("a refused reload names each restart-only setting with the value running an
   expect(restartOnlyChangesShown(on, cfg("metrics: { enabled: false }\n"))).toEqual(["metrics.enabled (off → on)"]);
   expect(restartOnlyChangesShown(cfg("metrics: { enabled: true, address: \"::1\", port: 19092 }\n"), on)).toEqual(['metrics.address ("127.0.0.1" → "::1")', "metrics.port (19091 → 19092)"]);
 });
+
+// A refused reload named the key and both values but not where the file writes it, as every other
+// config message does (`config.yaml:12: ...`): the line of the key, found by the loader.
+test("a refused reload names where the file writes each restart-only setting (file:line, as config errors do)", () => {
+  const s3 = (address: string) =>
+    `s3_api:\n  enabled: true\n  port: 0\n  address: ${address}\n  credentials: [{ access_key_id: AKIDTESTTEST1, secret_access_key: secret-secret-secret-1, identity: t, buckets: { b: [read] } }]\n`;
+  const places = { keys: ["server.port", "s3_api.address"], lines: {} as Record<string, number> };
+  const next = parseConfig(`server: { address: 127.0.0.1, port: 0 }\n${s3('"::1"')}${B}`, { env: {}, places });
+  expect(places.lines).toEqual({ "server.port": 1, "s3_api.address": 5 });
+  expect(restartOnlyChangesShown(next, cfg(s3("127.0.0.1")), { file: "/etc/yatagarasu/config.yaml", lines: places.lines })).toEqual(['/etc/yatagarasu/config.yaml:5: s3_api.address ("127.0.0.1" → "::1")']);
+});

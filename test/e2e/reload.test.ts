@@ -93,10 +93,11 @@ describe("SIGHUP reload", () => {
   });
 
   test("changing server.port on reload is refused with a message saying a restart is needed", async () => {
-    writeConfigAtomically(config(["one", "two", "three"], "address: 127.0.0.1, port: 18099"));
+    writeConfigAtomically("# the listener\n" + config(["one", "two", "three"], "address: 127.0.0.1, port: 18099"));
     const line = await reload(FAILED);
-    // (the running value and the one written: it named the key only)
-    expect(String(line.error)).toStartWith("server.port (0 → 18099) changed: ");
+    // (the running value and the one written, after where the file writes it: it named the key
+    // only, then the key and both values without the file:line every other config message has)
+    expect(String(line.error)).toStartWith(`${px.configPath}:2: server.port (0 → 18099) changed: `);
     expect(String(line.error)).toContain("restart the process");
 
     const res = await fetch(px.url("/three/obj.txt"));
