@@ -24,7 +24,7 @@ import { createLogger } from "../../src/observe/log.ts";
 import { S3Signer } from "../../src/s3/sigv4.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { startFrontsOn } from "./s3-front-helpers.ts";
-import { bytesOf, chunkedRequest, hs256, lines, rawRequest, READER, sha256, signedFetch, startUploadFixture, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { bytesOf, chunkedRequest, hs256, lines, NODELETE, rawRequest, READER, sha256, signedFetch, startUploadFixture, uploadYaml, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -276,6 +276,19 @@ describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
       const line = await accessLine(`why-${ids[name]}-${engine}`);
       expect({ name, error: line.error, reason: line.reason }).toEqual({ name, error: "AccessDenied", reason });
     }
+  });
+
+  // A DeleteObjects answers 200 with an AccessDenied per refused key; its access line said nothing
+  // of why (one field for up to 1,000 keys: their count and the first one's reason).
+  test("a DeleteObjects whose keys are refused names in the access line's reason how many and why the first was", async () => {
+    const xml = `<Delete><Object><Key>log/why-a.txt</Key></Object><Object><Key></Key></Object><Object><Key>log/why-b.txt</Key><VersionId>v1</VersionId></Object></Delete>`;
+    const md5 = new Bun.CryptoHasher("md5").update(xml).digest("base64");
+    const r = await signedFetch(env, { method: "POST", path: "/up", query: [["delete", ""]], body: xml, headers: { "content-md5": md5, "x-request-id": `why-batch-${engine}` }, creds: NODELETE });
+    expect(r.status).toBe(200);
+    expect((await r.text()).match(/<Code>AccessDenied<\/Code>/g)?.length).toBe(2);
+    const line = await accessLine(`why-batch-${engine}`);
+    expect(line).toMatchObject({ operation: "DeleteObjects", status: 200, reason: "AccessDenied for 2 of 3 keys; the first, log/why-a.txt: identity nodelete's grant on bucket up has read, list, write; s3:DeleteObject needs delete" });
+    expect(line.error).toBeUndefined();
   });
 
   test("a plain-front PUT logs its bytes_in (and no operation: that is the S3 front's)", async () => {

@@ -28,7 +28,7 @@ import { deleteObject, deleteObjects, EXPECTED_OWNER, type DeleteEntry } from ".
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
-import { mayAccess } from "./permissions.ts";
+import { mayAccess, refusalReason } from "./permissions.ts";
 import { emptyAnswer, entryErrorOf, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
@@ -154,6 +154,20 @@ async function allowedEntries(ctx: RequestContext, entries: readonly DeleteEntry
   return out;
 }
 
+/** Longest part of a refused key the access log's reason shows. */
+const REASON_KEY_CHARS = 256;
+
+/**
+ * Why `entry` was refused (the access log's reason, as s3Permit gives one for a refused request):
+ * the identity's grant or the session's rules, else the bucket's authorizer. On the refusal path only.
+ */
+function deniedReason(ctx: RequestContext, entry: DeleteEntry): string {
+  const principal = (ctx as S3RequestContext).s3!.principal;
+  const action = entry.versionId === undefined ? "s3:DeleteObject" : "s3:DeleteObjectVersion";
+  const why = mayAccess(ctx.rt, principal, ctx.bucket!, action) ? undefined : refusalReason(ctx.rt, principal, ctx.bucket, action);
+  return `${cutText(entry.key, REASON_KEY_CHARS)}: ${why ?? `the authorization policy denied ${action}`}`;
+}
+
 /** One entry's identity in a DeleteResult: its key and version (a version id never contains a NUL). */
 const entryId = (e: DeleteEntry) => (e.versionId === undefined ? e.key : `${e.key}\u0000${e.versionId}`);
 /** An entry with its condition: one upstream entry per distinct condition. */
@@ -225,13 +239,17 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   const pending = outcomes.filter((o) => o.code === undefined);
   const allowed = await allowedEntries(ctx, pending);
   const send: Outcome[] = [];
+  const denied: Outcome[] = [];
   pending.forEach((o, i) => {
     if (allowed[i]) send.push(o);
     else {
+      denied.push(o);
       o.code = "AccessDenied";
       o.message = "Access Denied";
     }
   });
+  // (the access log's reason, one for up to 1,000 refusals: their count and the first one's why)
+  if (denied.length > 0) ctx.errorReason = `AccessDenied for ${denied.length} of ${outcomes.length} keys; the first, ${deniedReason(ctx, denied[0]!)}`;
 
   let res: Response | undefined;
   if (send.length > 0) {
