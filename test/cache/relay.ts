@@ -8,6 +8,8 @@
  *   relay.truncateResponses(1000);   // each connection's answer is cut after 1000 bytes (head included); undefined: whole
  *   relay.delayResponses(80);        // each chunk of an answer is relayed 80 ms late (in order): a slow link; 0: at once
  *   relay.sent("PING");              // chunks sent to the target so far that contain "PING"
+ *   relay.answered(/SUBSCRIBE/);     // chunks of answer relayed to the open client connections so far (with an
+ *                                    // argument: to those that never sent a match, the subscriber's left out)
  *   relay.accepted();                // connections accepted so far
  *   relay.connected();               // client connections open now (black-holed ones included)
  *   relay.holdOn(/ARGV/);             // the next chunk a client sends that matches (and every chunk of that
@@ -35,6 +37,8 @@ interface Side {
   dead: { value: boolean };
   /** Client side: chunks held (holdOn) until release(); undefined: relayed at once. */
   held?: Uint8Array[];
+  /** Client side: chunks of answer relayed to it so far. */
+  answers: number;
 }
 
 function send(s: Socket<Side>, data: Uint8Array): void {
@@ -74,7 +78,7 @@ export async function tcpRelay(targetPort: number) {
     port: 0,
     socket: {
       open(client) {
-        client.data = { peer: undefined, out: [], early: [], relayed: 0, said: "", dead: { value: false } };
+        client.data = { peer: undefined, out: [], early: [], relayed: 0, said: "", dead: { value: false }, answers: 0 };
         accepted++;
         if (isCut) {
           client.end();
@@ -87,7 +91,7 @@ export async function tcpRelay(targetPort: number) {
           port: targetPort,
           socket: {
             open(up) {
-              up.data = { peer: client, out: [], early: [], relayed: 0, said: "", dead: client.data.dead };
+              up.data = { peer: client, out: [], early: [], relayed: 0, said: "", dead: client.data.dead, answers: 0 };
               client.data.peer = up;
               open.add(up);
               for (const d of client.data.early) send(up, d);
@@ -96,12 +100,16 @@ export async function tcpRelay(targetPort: number) {
             data(up, d) {
               if (up.data.dead.value) return;
               const bytes = new Uint8Array(d);
+              const answer = () => {
+                client.data.answers++;
+                send(client, bytes);
+              };
               if (delayMs > 0 && truncateAt === undefined) {
-                setTimeout(() => up.data.dead.value || send(client, bytes), delayMs); // same delay for every chunk: order kept
+                setTimeout(() => up.data.dead.value || answer(), delayMs); // same delay for every chunk: order kept
                 return;
               }
               if (truncateAt === undefined) {
-                send(client, bytes);
+                answer();
                 return;
               }
               const room = truncateAt - up.data.relayed;
@@ -189,6 +197,11 @@ export async function tcpRelay(targetPort: number) {
     },
     accepted: () => accepted,
     connected: () => clients.size,
+    answered(except?: RegExp): number {
+      let n = 0;
+      for (const c of clients) if (except === undefined || !except.test(c.data.said)) n += c.data.answers;
+      return n;
+    },
     sent(text: string): number {
       return toTarget.filter((c) => c.includes(text)).length;
     },
