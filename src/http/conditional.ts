@@ -233,22 +233,27 @@ function build(year: number, mon: string, day: number, h: string, m: string, s: 
 }
 
 /**
+ * An upstream's Last-Modified as the proxy relays it: an HTTP-date (RFC 9110 §5.6.7) written as
+ * IMF-fixdate, or undefined when it is none. S3's own form (IMF-fixdate: 29 characters, `,` after
+ * the day's name, ` GMT` at the end) passes on its shape, unparsed (three character reads an
+ * answer); any other is parsed. One that is none ("yesterday", a store's ISO 8601 time) is dropped
+ * by both upstream clients: relayed, every AWS SDK refused the whole GetObject and HeadObject (the
+ * JS SDK "Invalid RFC7231 date-time value", boto3 "Invalid timestamp"), an object no SDK could read
+ * through the proxy. The obsolete RFC 850 and asctime forms, which a sender must not write (RFC
+ * 9110 §5.6.7), are written as IMF-fixdate: relayed as they came, the JS SDK refused an RFC 850
+ * date on a Wednesday or a Saturday ("Wednesday, 01-Jan-25 00:00:00 GMT") as it refuses an ISO one.
+ */
+export function relayedHttpDate(v: string): string | undefined {
+  if (v.length === 29 && v.charCodeAt(3) === 44 && v.endsWith(" GMT")) return v;
+  const t = parseHttpDate(v);
+  return Number.isNaN(t) ? undefined : new Date(t).toUTCString();
+}
+
+/**
  * Parses an HTTP-date (RFC 9110 §5.6.7) in any of its three forms — IMF-fixdate, obsolete RFC 850
  * and asctime — to epoch milliseconds; NaN if it is none of them. Two-digit RFC 850 years more than
  * 50 years in the future are taken as the past century.
  */
-/**
- * Whether an upstream's Last-Modified is an HTTP-date (RFC 9110 §5.6.7, any of its three forms).
- * S3's own form (IMF-fixdate: 29 characters, `,` after the day's name, ` GMT` at the end) passes on
- * its shape, unparsed (three character reads an answer); any other is parsed. One that is none
- * ("yesterday", a store's ISO 8601 time) is dropped by both upstream clients: relayed, every AWS
- * SDK refused the whole GetObject and HeadObject (the JS SDK "Invalid RFC7231 date-time value",
- * boto3 "Invalid timestamp"), an object no SDK could read through the proxy.
- */
-export function isHttpDate(v: string): boolean {
-  return (v.length === 29 && v.charCodeAt(3) === 44 && v.endsWith(" GMT")) || !Number.isNaN(parseHttpDate(v));
-}
-
 export function parseHttpDate(s: string): number {
   const v = s.trim();
   let m = IMF.exec(v);

@@ -19,7 +19,7 @@ import { CHECKSUM_ALGORITHMS, checksumHeaderName } from "../s3/checksum.ts";
 import { UpstreamProtocolError } from "../s3/http1/errors.ts";
 import { MAX_HEAD } from "../s3/http1/head.ts";
 import { upstreamRange } from "./range.ts";
-import { isHttpDate, parseHttpDate, quotedEtag, upstreamEtagList } from "./conditional.ts";
+import { parseHttpDate, quotedEtag, relayedHttpDate, upstreamEtagList } from "./conditional.ts";
 
 /**
  * The Content-Type an object the upstream sent without one goes out with, on every path (uncached,
@@ -210,13 +210,17 @@ const isPassedResponseHeader = (k: string) => isObjectHeader(k) || FRAMING_HEADE
 // fetchedAnswer's pass over the fields, with no closure per answer (forEach is synchronous).
 let headSize = 0;
 let bareEtag: string | undefined;
-let undatedLastModified = false;
+/** The Last-Modified to write in place of the upstream's (null: none), undefined to keep it as it came. */
+let lastModified: string | null | undefined;
 function sumField(v: string, k: string): void {
   headSize += k.length + v.length + 4;
   // (an ETag some S3-compatible stores send bare, quoted as the own client's parser quotes it: quotedEtag)
   if (k === "etag" && v.charCodeAt(0) !== 34) bareEtag = v;
-  // (a Last-Modified that is no HTTP-date, dropped as that parser drops it: isHttpDate)
-  else if (k === "last-modified" && !isHttpDate(v)) undatedLastModified = true;
+  // (a Last-Modified that is no HTTP-date dropped, an obsolete one written as IMF-fixdate, as that parser does: relayedHttpDate)
+  else if (k === "last-modified") {
+    const date = relayedHttpDate(v);
+    if (date !== v) lastModified = date ?? null;
+  }
 }
 
 /**
@@ -236,7 +240,7 @@ function sumField(v: string, k: string): void {
 export function fetchedAnswer(res: Response): Response {
   headSize = 0;
   bareEtag = undefined;
-  undatedLastModified = false;
+  lastModified = undefined;
   res.headers.forEach(sumField);
   const size = headSize;
   const bare = bareEtag;
@@ -245,7 +249,8 @@ export function fetchedAnswer(res: Response): Response {
     throw new UpstreamProtocolError("upstream response head too large");
   }
   if (bare !== undefined) res.headers.set("etag", quotedEtag(bare));
-  if (undatedLastModified) res.headers.delete("last-modified");
+  if (lastModified === null) res.headers.delete("last-modified");
+  else if (lastModified !== undefined) res.headers.set("last-modified", lastModified);
   return withoutOverriddenLength(res);
 }
 

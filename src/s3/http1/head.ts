@@ -13,7 +13,7 @@
  */
 
 /** How the body is delimited. */
-import { isHttpDate, quotedEtag } from "../../http/conditional.ts";
+import { quotedEtag, relayedHttpDate } from "../../http/conditional.ts";
 
 export type Framing = "none" | "length" | "chunked" | "close";
 
@@ -133,9 +133,12 @@ export function parseResponseHead(buf: Buffer, isHead: boolean, scanFrom = 0): H
     // (an ETag some S3-compatible stores send bare, quoted as S3 sends it: quotedEtag; the name told
     // by its characters, not toLowerCase, which made a string for every `Date` field)
     if (n === 4 && value.charCodeAt(0) !== 34 && isEtagName(name)) value = quotedEtag(value);
-    // (a Last-Modified that is no HTTP-date is dropped: isHttpDate)
-    else if (n === 13 && isLastModifiedName(name) && !isHttpDate(value)) continue;
-    else if (n === 14 || n === 17 || n === 10) {
+    // (a Last-Modified that is no HTTP-date is dropped, an obsolete one written as IMF-fixdate: relayedHttpDate)
+    else if (n === 13 && isLastModifiedName(name)) {
+      const date = relayedHttpDate(value);
+      if (date === undefined) continue;
+      value = date;
+    } else if (n === 14 || n === 17 || n === 10) {
       const lower = name.toLowerCase();
       if (lower === "content-length") {
         // (each comma-separated part, read in place: one value, no array)
