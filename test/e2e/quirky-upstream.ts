@@ -161,6 +161,10 @@ function listing(method: string, q: URLSearchParams): Buffer {
     // a store that keeps its names in Latin-1: the key's bytes are not UTF-8 (caf\xe9.txt)
     return whole(method, "200 OK", [["Content-Type", "application/xml"]], Buffer.from(xml.replace("latin1/a.txt", "latin1/caf\xe9.txt"), "latin1"));
   }
+  if (prefix === "bom/") {
+    // a listing after a UTF-8 byte order mark, which XML allows
+    return whole(method, "200 OK", [["Content-Type", "application/xml"]], Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(xml)]));
+  }
   if (prefix === "gzip-denied/") {
     const err = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>';
     return whole(method, "403 Forbidden", [["Content-Type", "application/xml"], ["Content-Encoding", "gzip"]], gzipSync(Buffer.from(err)));
