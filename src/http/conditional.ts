@@ -245,9 +245,14 @@ function build(year: number, mon: string, day: number, h: string, m: string, s: 
  */
 export function relayedHttpDate(v: string): string | undefined {
   if (v.length === 29 && v.charCodeAt(3) === 44 && v.endsWith(" GMT")) return v;
-  const t = parseHttpDate(v);
+  let t = parseHttpDate(v);
+  // (a day of one digit, as RFC 822 and 1123 allow and stores write: `rclone serve s3`, Java's
+  // RFC_1123_DATE_TIME. Dropped, such an object had no Last-Modified on the 1st to the 9th of a
+  // month, though the JS SDK and boto3 read it; the day padded, every client reads it.)
+  if (Number.isNaN(t) && ONE_DIGIT_DAY.test(v)) t = parseHttpDate(`${v.slice(0, 5)}0${v.slice(5)}`);
   return Number.isNaN(t) ? undefined : new Date(t).toUTCString();
 }
+const ONE_DIGIT_DAY = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d /;
 
 /**
  * Parses an HTTP-date (RFC 9110 §5.6.7) in any of its three forms — IMF-fixdate, obsolete RFC 850
