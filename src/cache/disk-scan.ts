@@ -5,7 +5,7 @@
  * of the older one) the newer is kept. Temporary files of writers that are no longer alive are
  * deleted (another live process sharing the folder keeps its own).
  */
-import { constants, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { constants, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { open, readdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeHead, hashOfName, HEAD_BYTES, keyHash, metaLength, ownerOfTemp, START_ID, type DiskHead } from "./disk-format.ts";
@@ -209,12 +209,16 @@ function liveLock(file: string, o: { notMine?: boolean; boundOnly?: boolean } = 
 export function takeLock(dir: string, instance: string, force = false, bound = true): boolean {
   const file = join(dir, lockFileOf(instance));
   if (!force && liveLock(file, { notMine: true })) return false; // (this process's own is taken again: a layer opened again in it)
+  // Written aside and renamed into place: a start on the folder reading the lock meanwhile sees
+  // the old text or the new one, never the empty file a rewrite in place leaves for a moment (it
+  // took the running instance for a stopped one, whose files it may delete).
+  const aside = `${file}.${process.pid}.tmp`;
   try {
-    writeFileSync(file, bound ? MY_LOCK : MY_STARTING_LOCK, { mode: 0o600 });
+    writeFileSync(aside, bound ? MY_LOCK : MY_STARTING_LOCK, { mode: 0o600 });
+    renameSync(aside, file);
   } catch (err) {
-    // (a full file system, ENOSPC: the file made or emptied, its text not written; a start that
-    // stops on it, exit 3, left that empty lock in the folder for good)
-    rmSync(file, { force: true });
+    // (a full file system, ENOSPC: the file made, its text not written)
+    rmSync(aside, { force: true });
     throw err;
   }
   return true;

@@ -4,7 +4,7 @@
  * worker's disk folder is.
  */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bucketCachePolicy, cacheRestartChanges, cacheRestartKey, diskDir } from "../../src/cache/index.ts";
@@ -217,6 +217,30 @@ describe("retireOtherLayouts: the disk folders another server.workers left", () 
       } finally {
         rmSync(base, { recursive: true, force: true });
       }
+    }
+  });
+});
+
+describe("takeLock", () => {
+  test("the lock is written aside and renamed into place: a start reading it meanwhile sees the old text or the new, never the empty file a rewrite in place leaves for a moment", () => {
+    const dir = mkdtempSync(join(tmpdir(), "yata-lock-"));
+    try {
+      const file = join(dir, "instance-8080.lock");
+      expect(takeLock(dir, "8080", false, false)).toBe(true);
+      const before = readFileSync(file, "utf8");
+      expect(before).toEndWith(" starting\n");
+      // a reader that opened the file before the rewrite: renamed over, its file keeps the old text whole
+      const fd = openSync(file, "r");
+      try {
+        expect(takeLock(dir, "8080", true, true)).toBe(true);
+        expect(readFileSync(fd, "utf8")).toBe(before);
+      } finally {
+        closeSync(fd);
+      }
+      expect(readFileSync(file, "utf8")).toBe(before.replace(" starting", ""));
+      expect(readdirSync(dir)).toEqual(["instance-8080.lock"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
