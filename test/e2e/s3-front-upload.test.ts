@@ -894,6 +894,29 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "an aws-chunked body framed in chunks under 8 KiB, too long for its decoded length's framing: 400 InvalidRequest naming that cause too (it said the body held more bytes than declared), unread, nothing stored",
+      async () => {
+        env.mark();
+        // 20 KB (read whole) in 100-byte signed chunks, each with ~87 bytes of framing; 200 KB
+        // (streamed) in 16-byte unsigned ones, 6 bytes each: more than 8 KiB chunks' framing leaves room for
+        const cases = [
+          { size: 20_000, mode: "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", chunkSize: 100 },
+          { size: 200_000, mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", chunkSize: 16 },
+        ] as const;
+        for (const { size, mode, chunkSize } of cases) {
+          const key = `limits/tiny-chunks-${size}.bin`;
+          const req = chunkedRequest({ mode, host: host(), path: `/up/${key}`, payload: bytesOf(size), chunkSize, trailer: mode === "STREAMING-UNSIGNED-PAYLOAD-TRAILER" ? ["x-amz-checksum-crc32", crc32(bytesOf(size))] : undefined });
+          const r = await rawRequest(env.port, lines(`PUT /up/${key} HTTP/1.1`, req.headers), [req.body]);
+          expect([r.status, /<Code>(\w+)/.exec(r.body)?.[1]]).toEqual([400, "InvalidRequest"]);
+          expect(/<Message>([^<]*)/.exec(r.body)?.[1]).toContain("or chunks under 8192 bytes");
+          expect(await stored(key)).toBeUndefined();
+        }
+        expect(env.upstreamCalls()).toEqual([]);
+      },
+      T,
+    );
+
+    test(
       "UploadPart number 10001 (and 0, ' 1', '+1', '1.0'): 400 InvalidArgument, the upstream never asked",
       async () => {
         env.mark();

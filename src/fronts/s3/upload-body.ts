@@ -346,8 +346,14 @@ async function readFramedBody(req: Request, framed: NonNullable<PreparedBody["re
   return { args: { body: decoded.payload, payloadHash: UNSIGNED_PAYLOAD, checksum: decoded.trailer }, length: decoded.payload.byteLength, finished: undefined };
 }
 
-/** An aws-chunked body longer than its decoded length's framing can be (the decoder's own error for more bytes than declared). */
-const framedTooLong = (): S3Error => s3Error("InvalidRequest", "The aws-chunked body holds more bytes than x-amz-decoded-content-length.");
+/**
+ * An aws-chunked body longer than its decoded length's framing can be, refused unread: more bytes
+ * than declared, or chunks under S3's 8 KiB (a client framing 20 KB in 100-byte chunks was told its
+ * body held more bytes than x-amz-decoded-content-length, which it did not). Both are named: which
+ * one it is shows only in the bytes.
+ */
+const framedTooLong = (): S3Error =>
+  s3Error("InvalidRequest", `The aws-chunked body is longer than x-amz-decoded-content-length bytes framed in chunks of at least ${MIN_CHUNK_BYTES} bytes (all but the last) can be: it holds more bytes than declared, or chunks under ${MIN_CHUNK_BYTES} bytes.`);
 
 /**
  * A verified stream whose payload is empty (aws-chunked with x-amz-decoded-content-length: 0) read
