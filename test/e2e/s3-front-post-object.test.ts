@@ -341,6 +341,14 @@ describe("refusals store nothing", () => {
     }
   });
 
+  test("${filename} is the file's name as it is: a `$` in it is no replacement pattern (a file named $$cash.pdf was stored as $cash.pdf, x$`y as x<the key before ${filename}>y)", async () => {
+    for (const filename of ["$$cash.pdf", "a$&b.txt", "x$`y.txt", "p$'q.txt"]) {
+      const res = await postForm(policyFor("up", "dollar/${filename}"), new TextEncoder().encode("$"), {}, filename);
+      expect([filename, res.status]).toEqual([filename, 204]);
+      expect([filename, await env.s3.exists("up", `dollar/${filename}`)]).toEqual([filename, true]);
+    }
+  });
+
   test("a form submitted with no file chosen (a browser sends filename=\"\" and no bytes) is stored as a 0-byte object, as S3 stores it: ${filename} is empty; content-length-range from 1 refuses it", async () => {
     // S3 refuses a form without a `file` field (above), not an empty one: `file` is "file or text
     // content", and a 0-byte object is within the default content-length-range [0, max]

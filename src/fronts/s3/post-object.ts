@@ -126,7 +126,9 @@ function objectKey(fields: ReadonlyMap<string, string>, filename: string | undef
   const raw = fields.get("key");
   if (raw === undefined) return fail(missing("key"));
   const base = (filename ?? "").split(/[\\/]/).pop() ?? "";
-  const key = raw.replaceAll("${filename}", base);
+  // (a function: a replacement string reads `$$`, `$&`, `` $` `` and `$'` as patterns, and a file
+  // named $$cash.pdf was stored as $cash.pdf, one named x$`y under x<the key field's text before>y)
+  const key = raw.replaceAll("${filename}", () => base);
   if (key === "") fail(s3Error("InvalidArgument", "User key must have a length greater than 0.", { ArgumentName: "key" }));
   if (Buffer.byteLength(key) > MAX_KEY_BYTES) fail(s3Error("KeyTooLongError", undefined, { Size: String(Buffer.byteLength(key)), MaxSizeAllowed: String(MAX_KEY_BYTES) }));
   const refusal = keyRefusal(key);
