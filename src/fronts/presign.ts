@@ -25,6 +25,10 @@
  * - expires: 1..s3_api.presign_max_seconds (default that maximum), and never past the token's exp.
  * - content_type (PUT only): signed, so the upload must send exactly that Content-Type; it is
  *   listed in `headers`, the headers the client must send.
+ * - meta_<name>=<value> (PUT and POST): the object's x-amz-meta-<name>, signed (PUT: listed in
+ *   `headers`; POST: a field the policy fixes). A page cannot add metadata of its own to a URL: an
+ *   x-amz-meta-* header the URL does not sign is S3's 403 (HeadersNotSigned), a form field the
+ *   policy does not name S3's 403 too.
  * - success_action_status / success_action_redirect (POST): fields the policy fixes, as S3's.
  * - response_content_disposition (GET): signed into the URL (`attachment; filename="a.pdf"`: a
  *   cross-origin <a download> is ignored by browsers, so a download link needs the header).
@@ -41,6 +45,7 @@ import { ALGORITHM, amzDate, canonicalHeaderValue, canonicalQuery, canonicalRequ
 import { bucketFromHost } from "./s3/route.ts";
 import { issueSession } from "./s3/sts.ts";
 import { uploadLimit, uploadLimitSource } from "./plain-write.ts";
+import { MAX_USER_METADATA_BYTES } from "./s3/writes.ts";
 
 export interface PresignParams {
   method: "GET" | "PUT" | "POST";
@@ -54,6 +59,8 @@ export interface PresignParams {
   successRedirect?: string;
   /** GET: response-content-disposition, signed into the URL (a download link: `attachment; filename=…`). */
   responseContentDisposition?: string;
+  /** PUT and POST: the object's user metadata (x-amz-meta-<name>: value), names lower-case, sorted. */
+  metadata?: Array<[string, string]>;
 }
 
 /** The plain-front context of a presign request (set by the route phase). */
@@ -84,7 +91,7 @@ export function parsePresign(ctx: RequestContext): PresignParams {
   // the constraint its caller asked for, any Content-Type or the longest expiry)
   // (the caller's token may be a query parameter too: jwt.token_sources of type query)
   const tokenNames = queryTokenNames(ctx.rt.config.jwt?.token_sources ?? []);
-  for (const name of q.keys()) if (name !== "presign" && !PARAMETERS.includes(name) && !tokenNames.includes(name)) throw bad(`Unknown parameter ${JSON.stringify(name.slice(0, 64))}: a presign request takes ${PARAMETERS.join(", ")}`);
+  for (const name of q.keys()) if (name !== "presign" && !PARAMETERS.includes(name) && !tokenNames.includes(name) && !name.startsWith(META)) throw bad(`Unknown parameter ${JSON.stringify(name.slice(0, 64))}: a presign request takes ${PARAMETERS.join(", ")} and ${META}<name>`);
   const method = q.get("method")?.toUpperCase();
   // (a page that POSTs its parameters as a JSON or form body, {"method":"PUT"}, was told "method
   // must be PUT, POST or GET", as if its PUT were refused: the body is not read)
@@ -141,7 +148,36 @@ export function parsePresign(ctx: RequestContext): PresignParams {
     if (!CONTENT_TYPE.test(disposition)) throw bad("response_content_disposition must be 1-255 printable ASCII characters (a non-ASCII file name goes in filename*=UTF-8''…, percent-encoded)");
     out.responseContentDisposition = disposition;
   }
+  const metadata = presignMetadata(q, method);
+  if (metadata !== undefined) out.metadata = metadata;
   return out;
+}
+
+/** The prefix of a presign request's metadata parameters: meta_<name>=<value> is x-amz-meta-<name>. */
+const META = "meta_";
+/** A metadata name (after x-amz-meta-): letters, digits, '-', '_' and '.', as header names carry them through proxies. */
+const META_NAME = /^[a-z0-9][a-z0-9._-]{0,127}$/;
+/** A metadata value: printable ASCII, no white space at either end (a browser trims it from a header value). */
+const META_VALUE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+
+/** The meta_<name> parameters as sorted [name, value] pairs (undefined when there are none); 400 for a bad one. */
+function presignMetadata(q: URLSearchParams, method: "GET" | "PUT" | "POST"): Array<[string, string]> | undefined {
+  const out: Array<[string, string]> = [];
+  let bytes = 0;
+  for (const [param, value] of q) {
+    if (!param.startsWith(META)) continue;
+    if (method === "GET") throw bad(`${META}<name> applies to PUT and POST only`);
+    const name = param.slice(META.length).toLowerCase();
+    const shown = JSON.stringify(param.slice(0, 64));
+    if (!META_NAME.test(name)) throw bad(`${shown}: a metadata name (after ${META}) is 1-128 letters, digits, '-', '_' or '.', starting with a letter or digit`);
+    if (out.some(([n]) => n === name)) throw bad(`${shown} is given more than once`);
+    if (!META_VALUE.test(value)) throw bad(`${shown}: a metadata value is printable ASCII without white space at either end (percent-encode other characters)`);
+    bytes += name.length + value.length;
+    out.push([name, value]);
+  }
+  // S3's 2 KiB of user metadata (names and values), which the upload would be refused for (MetadataTooLarge)
+  if (bytes > MAX_USER_METADATA_BYTES) throw bad(`The metadata takes ${bytes} bytes (names and values); S3 takes at most ${MAX_USER_METADATA_BYTES}`);
+  return out.length === 0 ? undefined : out.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /** The parameters parsePresign reads: each may be given once. */
@@ -181,6 +217,8 @@ export interface PresignBase {
   contentType?: string;
   /** The origin names the bucket (`<bucket>.<s3_api.domain>`): the URL's path is the key alone. */
   virtualHosted?: boolean;
+  /** x-amz-meta-<name>: value pairs, names lower-case and sorted: signed headers (PUT), fields the policy fixes (POST). */
+  metadata?: Array<[string, string]>;
 }
 
 export interface PresignInput extends PresignBase {
@@ -204,6 +242,11 @@ export function presignUrl(i: PresignInput): string {
     signed = "content-type;host";
   }
   block += "host:" + host + "\n";
+  // (x-amz-meta-* sort after host; the pairs come sorted by name)
+  for (const [name, value] of i.metadata ?? []) {
+    block += "x-amz-meta-" + name + ":" + canonicalHeaderValue(value) + "\n";
+    signed += ";x-amz-meta-" + name;
+  }
   const params: Array<[string, string]> = [
     ["X-Amz-Algorithm", ALGORITHM],
     ["X-Amz-Credential", `${i.accessKeyId}/${scope}`],
@@ -240,6 +283,7 @@ export function presignPost(i: PresignPostInput): { url: string; fields: Record<
   if (i.contentType !== undefined) fields["Content-Type"] = i.contentType;
   if (i.successStatus !== undefined) fields.success_action_status = i.successStatus;
   if (i.successRedirect !== undefined) fields.success_action_redirect = i.successRedirect;
+  for (const [name, value] of i.metadata ?? []) fields["x-amz-meta-" + name] = value;
   const conditions: unknown[] = [{ bucket: i.bucket }, ...Object.entries(fields).map(([k, v]) => ({ [k]: v })), ["content-length-range", 0, i.maxSize]];
   const policy = Buffer.from(JSON.stringify({ expiration: new Date(i.expiresAt).toISOString(), conditions })).toString("base64");
   fields.policy = policy;
@@ -293,6 +337,7 @@ export function servePresign(ctx: RequestContext): Response {
     sessionToken: session.sessionToken,
     now: signedAt,
     contentType: p.contentType,
+    metadata: p.metadata,
   };
   if (p.method === "POST") {
     // (a form upload is one through this front too: held to max_body_size by default, as a PUT URL;
@@ -303,5 +348,6 @@ export function servePresign(ctx: RequestContext): Response {
   const url = presignUrl({ ...base, method: p.method, expires: seconds, responseContentDisposition: p.responseContentDisposition });
   const headers: Record<string, string> = {};
   if (p.contentType !== undefined) headers["content-type"] = p.contentType;
+  for (const [name, value] of p.metadata ?? []) headers["x-amz-meta-" + name] = value;
   return answer(url, p.method, { headers });
 }

@@ -30,7 +30,7 @@ beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "rw" }, { name: "ro" }], credentials: [WRITER] });
   app = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: page });
   evil = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: page });
-  const cors = `    cors: { allowed_origins: ["http://127.0.0.1:${app.port}"], allowed_methods: [GET, PUT, POST], allowed_headers: [authorization, content-type], expose_headers: [ETag] }\n`;
+  const cors = `    cors: { allowed_origins: ["http://127.0.0.1:${app.port}"], allowed_methods: [GET, PUT, POST], allowed_headers: [authorization, content-type, "x-amz-meta-*"], expose_headers: [ETag, x-amz-meta-author] }\n`;
   env = await startWriteEnv({ s3Api: true, buckets: (ep) => bucket("web", "/web", "rw", ep, `    access: read-write\n    auth: { enabled: true }\n${cors}`) }, s3);
 });
 
@@ -47,6 +47,9 @@ interface PageResult {
   etag: string | null;
   viaPresigned: number[] | string;
   viaPlain: number[] | string;
+  /** The URL's headers (content type and metadata, signed), and the metadata read back from script. */
+  headers: Record<string, string>;
+  author: string | null;
   /** The same reads with credentials: "include" (axios' withCredentials): refused unless Access-Control-Allow-Credentials: true. */
   credentialed: string[];
 }
@@ -57,7 +60,7 @@ async function uploadInPage(a: { plain: string; jwt: string; size: number }): Pr
   for (let i = 0; i < a.size; i++) bytes[i] = (i * 31 + (i >> 8)) & 0xff;
   const auth = { authorization: `Bearer ${a.jwt}` };
   const hex = async (buf: ArrayBuffer) => [...new Uint8Array(await crypto.subtle.digest("SHA-256", buf))];
-  const presign = await fetch(`${a.plain}/web/from-browser/photo.bin?presign&method=PUT&content_type=application/octet-stream`, { method: "POST", headers: auth });
+  const presign = await fetch(`${a.plain}/web/from-browser/photo.bin?presign&method=PUT&content_type=application/octet-stream&meta_author=browser-user`, { method: "POST", headers: auth });
   const p = (await presign.json()) as { url: string; headers: Record<string, string> };
   const put = await fetch(p.url, { method: "PUT", body: new Blob([bytes]), headers: p.headers });
   const getUrl = (await (await fetch(`${a.plain}/web/from-browser/photo.bin?presign&method=GET`, { method: "POST", headers: auth })).json()) as { url: string };
@@ -75,6 +78,8 @@ async function uploadInPage(a: { plain: string; jwt: string; size: number }): Pr
   return {
     credentialed,
     presignStatus: presign.status,
+    headers: p.headers,
+    author: viaPlain.headers.get("x-amz-meta-author"),
     putStatus: put.status,
     etag: put.headers.get("etag"),
     viaPresigned: viaPresigned.ok ? await hex(await viaPresigned.arrayBuffer()) : `status ${viaPresigned.status}`,
@@ -95,6 +100,8 @@ clientTest("chromium").concurrent(
     const r = await b.page.evaluate(uploadInPage, { plain: `http://127.0.0.1:${env.port}`, jwt, size: SIZE });
     expect(r.presignStatus).toBe(200);
     expect(r.putStatus).toBe(200);
+    // the page sends the signed metadata header (a preflighted one) and reads it back (exposed)
+    expect([r.headers, r.author]).toEqual([{ "content-type": "application/octet-stream", "x-amz-meta-author": "browser-user" }, "browser-user"]);
     expect(r.etag).toBe(`"${new Bun.CryptoHasher("md5").update(expected).digest("hex")}"`);
     expect(r.viaPresigned).toEqual(digest);
     expect(r.viaPlain).toEqual(digest);

@@ -214,6 +214,29 @@ describe("presigned PUT", () => {
     expect(back.headers.get("content-type")).toBe("text/plain");
   }, T);
 
+  // A page could not give its upload metadata: an x-amz-meta-* header the URL does not sign is
+  // S3's 403 HeadersNotSigned, and the presign request took no parameter for one.
+  test("meta_<name> is signed as x-amz-meta-<name> and listed in headers: the upload sends it and it is stored; another value or none is refused", async () => {
+    const res = await presign("/rw/up/meta.txt", "method=PUT&content_type=text/plain&meta_Author=alice&meta_project-id=p%201");
+    expect(res.status).toBe(200);
+    const p = (await res.json()) as Presigned;
+    expect(p.headers).toEqual({ "content-type": "text/plain", "x-amz-meta-author": "alice", "x-amz-meta-project-id": "p 1" });
+    expect(new URL(p.url).searchParams.get("X-Amz-SignedHeaders")).toBe("content-type;host;x-amz-meta-author;x-amz-meta-project-id");
+    for (const headers of [{ "content-type": "text/plain" }, { ...p.headers, "x-amz-meta-author": "mallory" }] as Record<string, string>[]) {
+      expect((await fetch(p.url, { method: "PUT", body: "x", headers })).status).toBe(403);
+    }
+    expect(await s3.exists("rw", "up/meta.txt")).toBe(false);
+    expect((await fetch(p.url, { method: "PUT", body: "with metadata", headers: p.headers })).status).toBe(200);
+    const back = await fetch(env.url("/rw/up/meta.txt"), { headers: bearer() });
+    expect([back.headers.get("x-amz-meta-author"), back.headers.get("x-amz-meta-project-id"), await back.text()]).toEqual(["alice", "p 1", "with metadata"]);
+    const refused = async (query: string) => ((await (await presign("/rw/up/meta.txt", query)).json()) as { message: string }).message;
+    expect(await refused("method=GET&meta_a=1")).toBe("meta_<name> applies to PUT and POST only");
+    expect(await refused("method=PUT&meta_a%20b=1")).toBe(`"meta_a b": a metadata name (after meta_) is 1-128 letters, digits, '-', '_' or '.', starting with a letter or digit`);
+    expect(await refused("method=PUT&meta_a=1&meta_A=2")).toBe(`"meta_A" is given more than once`);
+    expect(await refused("method=PUT&meta_a=%C3%A9")).toBe(`"meta_a": a metadata value is printable ASCII without white space at either end (percent-encode other characters)`);
+    expect(await refused(`method=PUT&meta_a=${"v".repeat(2048)}`)).toBe("The metadata takes 2049 bytes (names and values); S3 takes at most 2048");
+  }, T);
+
   test("no PUT URL for a token the write rules refuse, nor on a read-only bucket; GET URLs still", async () => {
     const reader = bearer({ role: "reader" });
     const refused = await presign("/ruled/x.txt", "method=PUT", reader);
@@ -261,6 +284,15 @@ describe("presigned POST (S3's browser form upload)", () => {
     expect((await post(p, "x".repeat(101))).status).toBe(400);
     expect((await post(p, "x", { "Content-Type": "text/html" })).status).toBe(403);
     expect(await s3.exists("rw", "forms/two.txt")).toBe(false);
+  }, T);
+
+  test("meta_<name> is a field the policy fixes: the form upload stores it; another value is refused", async () => {
+    const p = (await (await presign("/rw/forms/meta.txt", "method=POST&meta_author=bob")).json()) as PostPolicy;
+    expect(p.fields["x-amz-meta-author"]).toBe("bob");
+    expect((await post(p, "x", { "x-amz-meta-author": "mallory" })).status).toBe(403);
+    expect((await post(p, "form with metadata")).status).toBe(204);
+    const back = await fetch(env.url("/rw/forms/meta.txt"), { headers: bearer() });
+    expect([back.headers.get("x-amz-meta-author"), await back.text()]).toEqual(["bob", "form with metadata"]);
   }, T);
 
   test("a POST policy is held to the plain front's max_body_size (10 MiB here) by default, and max_size may not exceed it (it was 5 GiB)", async () => {
@@ -376,7 +408,7 @@ describe("presign requests that are refused", () => {
     // an unknown parameter is refused, never ignored: the URL would lack the constraint asked for
     const unknown = await presign("/rw/a.txt", "method=PUT&content-type=image/png");
     expect(unknown.status).toBe(400);
-    expect(await msg(unknown)).toBe('Unknown parameter "content-type": a presign request takes method, expires, content_type, max_size, success_action_status, success_action_redirect, response_content_disposition');
+    expect(await msg(unknown)).toBe('Unknown parameter "content-type": a presign request takes method, expires, content_type, max_size, success_action_status, success_action_redirect, response_content_disposition and meta_<name>');
     expect(await msg(await presign("/rw/a.txt", "method=GET&expires_in=60"))).toStartWith('Unknown parameter "expires_in"');
     const named = await presign("/badname/a.txt", "method=GET");
     expect(named.status).toBe(501);
