@@ -317,4 +317,31 @@ describe("three replicas behind haproxy, one Redis", () => {
     expect(answers.filter((a) => a.body !== "from primary" && a.body !== "from secondary")).toEqual([]);
     for (const n of c.nodes) expect(await metric(n, 'yatagarasu_s3_failovers_total{bucket="live",from="primary",to="secondary"}')).toBeGreaterThan(0);
   }, 45_000);
+
+  test("7. each replica's yatagarasu_http_requests_total counts exactly the answers haproxy took from it, whatever their status (hits, misses, 404s, HEADs)", async () => {
+    /** Per process: its requests counted so far, but /health, /ready and /metrics (the tests' own probes). */
+    const counted = async (n: Node) => {
+      const text = await (await fetch(`http://127.0.0.1:${n.proc.metricsPort}/metrics`)).text();
+      let sum = 0;
+      for (const l of text.split("\n")) if (l.startsWith("yatagarasu_http_requests_total{") && !/bucket="_(health|metrics)"/.test(l)) sum += Number(l.slice(l.lastIndexOf(" ") + 1));
+      return sum;
+    };
+    await putReplicated("counted.txt", "counted\n");
+    const before = await Promise.all(c.nodes.map(counted));
+    const paths = ["/c/counted.txt", "/c/not-there.txt", "/live/counted.txt", "/no-such-bucket/x", "/limited/x.txt"];
+    const answered = new Map<string, number>();
+    await Promise.all(
+      Array.from({ length: 4 }, async (_, lane) => {
+        for (let i = 0; i < 60; i++) {
+          const r = await fetch(c.lb.url + paths[(i + lane) % paths.length], { method: i % 4 === 0 ? "HEAD" : "GET" });
+          await r.arrayBuffer();
+          const s = r.headers.get("x-haproxy-server") ?? `none (${r.status})`;
+          answered.set(s, (answered.get(s) ?? 0) + 1);
+        }
+      }),
+    );
+    const after = await Promise.all(c.nodes.map(counted));
+    expect(Object.fromEntries(c.nodes.map((n, i) => [n.name, after[i]! - before[i]!]))).toEqual(Object.fromEntries(c.nodes.map((n) => [n.name, answered.get(n.name) ?? 0])));
+    expect([...answered.values()].reduce((a, b) => a + b, 0)).toBe(240);
+  }, 15_000);
 });
