@@ -155,12 +155,17 @@ interface Entry extends FileIdentity {
 const BLOCK = 4096;
 export const onDisk = (size: number): number => Math.ceil(size / BLOCK) * BLOCK || BLOCK;
 
-/** An fs error in words an operator acts on (EACCES names the user the process runs as). */
-export function describeFsError(err: unknown): string {
+/**
+ * An fs error in words an operator acts on (EACCES names the user the process runs as); `made`:
+ * about a folder that exists (one a start as another user, root, made), which is given, not created.
+ */
+export function describeFsError(err: unknown, made = false): string {
   const code = (err as { code?: string }).code;
   if (code === "EACCES" || code === "EPERM") {
     const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
-    return `permission denied (${code}): create the folder and give it to the user this process runs as${uid === undefined ? "" : ` (uid ${uid})`}, or set a folder that user may write`;
+    const user = `the user this process runs as${uid === undefined ? "" : ` (uid ${uid})`}`;
+    if (made) return `permission denied (${code}): give it and what it holds to ${user} (chown -R), or set a folder that user may write`;
+    return `permission denied (${code}): create the folder and give it to ${user}, or set a folder that user may write`;
   }
   if (code === "EROFS") return "the file system is read-only (EROFS)";
   if (code === "ENOTDIR") return "a part of the path is a file, not a folder (ENOTDIR)";
@@ -254,7 +259,10 @@ export function folderBytes(dir: string): number {
   return total;
 }
 
-/** Why `mkdir -p target` would fail for this process (undefined: it would not); `dir` names the messages. */
+/** What the layer needs on `objects` and `tmp` in its folder: to list, create and delete in them. */
+const SUBFOLDER_ACCESS = constants.R_OK | constants.W_OK | constants.X_OK;
+
+/** Why `mkdir -p target` would fail for this process, or `target`, there already, is no folder it may list and write in (undefined: neither); `dir` names the messages. */
 function mkdirProblem(target: string, dir: string): string | undefined {
   let at = target;
   for (;;) {
@@ -280,12 +288,14 @@ function mkdirProblem(target: string, dir: string): string | undefined {
         if (at === target) return `${at} in it is a file, not a folder (EEXIST)`;
         return "a part of the path is a file, not a folder (ENOTDIR)";
       }
-      if (at === target) return undefined;
       try {
-        accessSync(at, constants.W_OK | constants.X_OK);
+        // (`objects` or `tmp` itself, there already: the layer makes its files and folders in it and
+        // the index rebuild lists it; one a start as root left, the folder given to the service
+        // user without -R, passed, and every fill failed, EACCES, with nothing cached)
+        accessSync(at, at === target ? SUBFOLDER_ACCESS : constants.W_OK | constants.X_OK);
         return undefined;
       } catch (err) {
-        return describeFsError(err);
+        return at === target ? `${at} in it: ${describeFsError(err, true)}` : describeFsError(err);
       }
     }
     const up = dirname(at);
@@ -435,6 +445,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       // Folders a cache made before files were owner-only (0755, its files 0644) are made so too:
       // the files in them stay readable to the process only (mkdir's mode applies to new folders).
       for (const sub of ["objects", "tmp"]) ownerOnly(join(this.dir, sub));
+      // (either one made by another user, root, is no folder this process can use: mkdirProblem)
+      for (const sub of ["objects", "tmp"]) accessSync(join(this.dir, sub), SUBFOLDER_ACCESS);
       accessSync(this.dir, constants.W_OK | constants.R_OK);
       // (a start's lock until its listeners are bound: claimLock)
       this.lockedOut = this.instance !== undefined && !takeLock(this.dir, this.instance, false, false);

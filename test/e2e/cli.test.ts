@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statfsSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statfsSync, symlinkSync, writeFileSync } from "node:fs";
 import { generateKeyPairSync } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -392,6 +392,47 @@ test.skipIf(process.getuid?.() !== 0 || Bun.which("setpriv") === null)("--check 
     rmSync(cfgFile, { force: true });
   } finally {
     rmSync(drop, { recursive: true, force: true });
+  }
+});
+
+// As an unprivileged user: a cache folder of its own whose `objects` or `tmp` a start as root left
+// (root's, 0700: the folder given to the service user without chown -R). --check said OK and the
+// proxy started, and every fill failed (EACCES, `disk cache error`), nothing ever cached.
+test.skipIf(process.getuid?.() !== 0 || Bun.which("setpriv") === null)("--check fails and start-up exits 3 when `objects` or `tmp` in the disk folder is not this user's to write, naming it", async () => {
+  const root = mkdtempSync(join(tmpdir(), "yata-cli-rootsub-"));
+  try {
+    chmodSync(root, 0o755);
+    const asNobody = async (args: string[]) => {
+      const p = Bun.spawn(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ...command(), ...args], { stdout: "pipe", stderr: "pipe", cwd: "/" });
+      let out = "";
+      const dec = new TextDecoder();
+      for await (const chunk of p.stdout as ReadableStream<Uint8Array>) {
+        out += dec.decode(chunk, { stream: true });
+        if (out.includes('"msg":"listening"')) p.kill(); // (it started: the defect; never left running)
+      }
+      return { code: await p.exited, out, err: await new Response(p.stderr).text() };
+    };
+    // (the two folders, --check and the start, at once: four starts of the CLI)
+    await Promise.all(
+      ["objects", "tmp"].map(async (sub) => {
+        const cache = join(root, `cache-${sub}`);
+        mkdirSync(join(cache, "objects"), { recursive: true });
+        mkdirSync(join(cache, "tmp"));
+        chownSync(cache, 65534, 65534);
+        chownSync(join(cache, sub === "objects" ? "tmp" : "objects"), 65534, 65534);
+        chmodSync(join(cache, sub), 0o700); // root's
+        const cfgFile = join(root, `${sub}.yaml`);
+        writeFileSync(cfgFile, `server: { address: 127.0.0.1, port: 0 }\ncache: { enabled: true, cache_layers: [disk], disk: { path: "${cache}", max_disk_size_mb: 10 } }\n${bucket().replace("s3:", "cache: { enabled: true }\n    s3:")}`);
+        chmodSync(cfgFile, 0o644);
+        const why = `${join(cache, sub)} in it: permission denied (EACCES): give it and what it holds to the user this process runs as (uid 65534) (chown -R), or set a folder that user may write`;
+        const [check, start] = await Promise.all([asNobody(["--check", "--config", cfgFile]), asNobody(["--config", cfgFile])]);
+        expect(`${sub} ${check.code} ${check.err}`).toBe(`${sub} 1 error: cache.disk.path ${cache}: started as this user, the proxy could not use it: ${why}; it would not start (exit 3)\n`);
+        expect(`${sub} ${start.code}`).toBe(`${sub} 3`);
+        expect(start.err).toContain(`could not start: cache.disk.path: cannot use ${cache}: ${why}`);
+      }),
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
   }
 });
 
