@@ -187,6 +187,10 @@ export function diskDirProblem(dir: string): string | undefined {
     const problem = mkdirProblem(join(dir, sub), dir);
     if (problem !== undefined) return problem;
   }
+  for (const at of objectFolders(dir)) {
+    const problem = subfolderProblem(at);
+    if (problem !== undefined) return problem;
+  }
   try {
     accessSync(dir, constants.W_OK | constants.R_OK);
   } catch (err) {
@@ -259,8 +263,35 @@ export function folderBytes(dir: string): number {
   return total;
 }
 
-/** What the layer needs on `objects` and `tmp` in its folder: to list, create and delete in them. */
+/** What the layer needs on `objects` and `tmp` in its folder, and on the folders in `objects`: to list, create and delete in them. */
 const SUBFOLDER_ACCESS = constants.R_OK | constants.W_OK | constants.X_OK;
+
+/** Why this process may not list and write in `at`, a folder of the layer's that exists (undefined: it may). */
+function subfolderProblem(at: string): string | undefined {
+  try {
+    accessSync(at, SUBFOLDER_ACCESS);
+    return undefined;
+  } catch (err) {
+    return `${at} in it: ${describeFsError(err, true)}`;
+  }
+}
+
+/**
+ * The folders in `dir`'s `objects` (objects/<h2>; none when it cannot be listed, which
+ * mkdirProblem says). One another user made (a start as root, the folder then given to the
+ * service user without chown -R) took none of the keys that fall in it: their fills failed,
+ * EACCES, one warning every 30 s naming no folder, and its files were neither indexed nor deleted.
+ */
+function objectFolders(dir: string): string[] {
+  const objects = join(dir, "objects");
+  try {
+    return readdirSync(objects, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => join(objects, e.name));
+  } catch {
+    return [];
+  }
+}
 
 /** Why `mkdir -p target` would fail for this process, or `target`, there already, is no folder it may list and write in (undefined: neither); `dir` names the messages. */
 function mkdirProblem(target: string, dir: string): string | undefined {
@@ -288,14 +319,15 @@ function mkdirProblem(target: string, dir: string): string | undefined {
         if (at === target) return `${at} in it is a file, not a folder (EEXIST)`;
         return "a part of the path is a file, not a folder (ENOTDIR)";
       }
+      // (`objects` or `tmp` itself, there already: the layer makes its files and folders in it and
+      // the index rebuild lists it; one a start as root left, the folder given to the service
+      // user without -R, passed, and every fill failed, EACCES, with nothing cached)
+      if (at === target) return subfolderProblem(at);
       try {
-        // (`objects` or `tmp` itself, there already: the layer makes its files and folders in it and
-        // the index rebuild lists it; one a start as root left, the folder given to the service
-        // user without -R, passed, and every fill failed, EACCES, with nothing cached)
-        accessSync(at, at === target ? SUBFOLDER_ACCESS : constants.W_OK | constants.X_OK);
+        accessSync(at, constants.W_OK | constants.X_OK);
         return undefined;
       } catch (err) {
-        return at === target ? `${at} in it: ${describeFsError(err, true)}` : describeFsError(err);
+        return describeFsError(err);
       }
     }
     const up = dirname(at);
@@ -445,8 +477,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       // Folders a cache made before files were owner-only (0755, its files 0644) are made so too:
       // the files in them stay readable to the process only (mkdir's mode applies to new folders).
       for (const sub of ["objects", "tmp"]) ownerOnly(join(this.dir, sub));
-      // (either one made by another user, root, is no folder this process can use: mkdirProblem)
-      for (const sub of ["objects", "tmp"]) accessSync(join(this.dir, sub), SUBFOLDER_ACCESS);
+      // (either one, or a folder of `objects`, made by another user, root, is no folder this
+      // process can use: mkdirProblem, objectFolders)
+      for (const sub of [join(this.dir, "objects"), join(this.dir, "tmp"), ...objectFolders(this.dir)]) accessSync(sub, SUBFOLDER_ACCESS);
       accessSync(this.dir, constants.W_OK | constants.R_OK);
       // (a start's lock until its listeners are bound: claimLock)
       this.lockedOut = this.instance !== undefined && !takeLock(this.dir, this.instance, false, false);

@@ -395,10 +395,11 @@ test.skipIf(process.getuid?.() !== 0 || Bun.which("setpriv") === null)("--check 
   }
 });
 
-// As an unprivileged user: a cache folder of its own whose `objects` or `tmp` a start as root left
-// (root's, 0700: the folder given to the service user without chown -R). --check said OK and the
-// proxy started, and every fill failed (EACCES, `disk cache error`), nothing ever cached.
-test.skipIf(process.getuid?.() !== 0 || Bun.which("setpriv") === null)("--check fails and start-up exits 3 when `objects` or `tmp` in the disk folder is not this user's to write, naming it", async () => {
+// As an unprivileged user: a cache folder of its own whose `objects` or `tmp`, or a folder in
+// `objects`, a start as root left (root's, 0700: the folder given to the service user without
+// chown -R). --check said OK and the proxy started, and every fill failed (EACCES, `disk cache
+// error`), nothing ever cached (one folder in objects/: the keys that fall in it).
+test.skipIf(process.getuid?.() !== 0 || Bun.which("setpriv") === null)("--check fails and start-up exits 3 when `objects`, `tmp` or a folder in `objects` is not this user's to write, naming it", async () => {
   const root = mkdtempSync(join(tmpdir(), "yata-cli-rootsub-"));
   try {
     chmodSync(root, 0o755);
@@ -414,14 +415,13 @@ test.skipIf(process.getuid?.() !== 0 || Bun.which("setpriv") === null)("--check 
     };
     // (the two folders, --check and the start, at once: four starts of the CLI)
     await Promise.all(
-      ["objects", "tmp"].map(async (sub) => {
-        const cache = join(root, `cache-${sub}`);
-        mkdirSync(join(cache, "objects"), { recursive: true });
+      ["objects", "tmp", "objects/8d"].map(async (sub) => {
+        const cache = join(root, `cache-${sub.replace("/", "-")}`);
+        mkdirSync(join(cache, "objects", "8d"), { recursive: true });
         mkdirSync(join(cache, "tmp"));
-        chownSync(cache, 65534, 65534);
-        chownSync(join(cache, sub === "objects" ? "tmp" : "objects"), 65534, 65534);
+        for (const mine of [cache, join(cache, "objects"), join(cache, "objects", "8d"), join(cache, "tmp")]) if (mine !== join(cache, sub)) chownSync(mine, 65534, 65534);
         chmodSync(join(cache, sub), 0o700); // root's
-        const cfgFile = join(root, `${sub}.yaml`);
+        const cfgFile = join(root, `${sub.replace("/", "-")}.yaml`);
         writeFileSync(cfgFile, `server: { address: 127.0.0.1, port: 0 }\ncache: { enabled: true, cache_layers: [disk], disk: { path: "${cache}", max_disk_size_mb: 10 } }\n${bucket().replace("s3:", "cache: { enabled: true }\n    s3:")}`);
         chmodSync(cfgFile, 0o644);
         const why = `${join(cache, sub)} in it: permission denied (EACCES): give it and what it holds to the user this process runs as (uid 65534) (chown -R), or set a folder that user may write`;
