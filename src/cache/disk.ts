@@ -21,7 +21,7 @@
  *   are deleted only once they are (claimLock): a start that fails to bind deletes none.
  */
 import { mkdirSync, accessSync, chmodSync, constants, existsSync, lstatSync, readdirSync, readFileSync, statSync, statfsSync, writeFileSync } from "node:fs";
-import { lstat, open, readdir, rename, unlink, mkdir, writeFile } from "node:fs/promises";
+import { lstat, open, readdir, rename, rmdir, unlink, mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
@@ -394,7 +394,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
 
   private async deleteAgain(): Promise<void> {
     for (const file of [...this.undeleted]) {
-      const gone = await unlink(file).then(
+      const gone = await unlinkName(file).then(
         () => true,
         (err) => (err as { code?: string }).code === "ENOENT" || invalidateHead(file),
       );
@@ -1249,7 +1249,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     // unreadable as an object (its head's magic zeroed; the body, which a response may be sending,
     // is untouched), so the index rebuilt at the next start drops it: a purged (or replaced) file
     // left in place had come back as a HIT after a restart, the old object served as fresh.
-    const p: Promise<void> = unlink(file).catch(async (err) => {
+    const p: Promise<void> = unlinkName(file).catch(async (err) => {
       if ((err as { code?: string }).code === "ENOENT") return;
       this.failed(err, "unlink");
       if (!(await invalidateHead(file))) this.keepDeleting(file);
@@ -1258,6 +1258,15 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     void p.then(() => this.unlinking.delete(p));
     return p;
   }
+}
+
+/**
+ * Deletes a file the layer dropped, or an empty folder made in its place (mkdir): its unlink failed
+ * (EISDIR), a disk error counted and warned, naming no file, retried every 5 s while the process
+ * ran and again at each start. A folder that holds anything is left (ENOTEMPTY: counted as before).
+ */
+function unlinkName(file: string): Promise<void> {
+  return unlink(file).catch((err) => ((err as { code?: string }).code === "EISDIR" ? rmdir(file) : Promise.reject(err)));
 }
 
 /**

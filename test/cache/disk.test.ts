@@ -356,11 +356,18 @@ console.log(JSON.stringify({ hit: hit !== undefined, after: after === undefined 
 });
 
 describe("a file that cannot be deleted", () => {
-  test("an eviction or purge whose unlink fails (not ENOENT) is counted as a disk error, not silent", async () => {
+  test("an eviction or purge whose unlink fails (not ENOENT) is counted as a disk error, not silent; an empty folder made in a file's place (mkdir) goes with its entry, no error (its unlink failed, EISDIR: counted, warned, retried every 5 s and at every start)", async () => {
     const d = await open(freshDir());
     await d.put(obj("b/one", 1000));
+    const emptied = files(d.dir)[0]!;
+    rmSync(emptied);
+    mkdirSync(emptied);
+    const empty = d.errors();
+    expect(await d.get("b/one")).toBeUndefined();
+    expect([existsSync(emptied), d.errors()]).toEqual([false, empty]);
+    await d.put(obj("b/one", 1000));
     const file = files(d.dir)[0]!;
-    // A folder in place of the file: unlink fails (EISDIR / EPERM) even as root.
+    // A folder (holding a file) in place of the file: unlink fails (EISDIR / EPERM) even as root.
     rmSync(file);
     mkdirSync(file);
     writeFileSync(join(file, "x"), "x");
