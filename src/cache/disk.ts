@@ -801,6 +801,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const rel = objectPath(keyHash(meta.key), newVersion());
     const file = join(this.dir, rel);
     try {
+      await ownFolder(join(file, ".."));
       await rename(w.tmp, file);
       // In a folder shared with another instance, that one's fill may have made the emptied
       // folders again first (its rename found them gone, this one's did not): the lock is looked
@@ -1258,6 +1259,19 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     void p.then(() => this.unlinking.delete(p));
     return p;
   }
+}
+
+/**
+ * `folder` (objects/<h2>) made a folder of the layer's again when something else is in its place:
+ * a symbolic link put there (to a folder outside) was followed, the object written into the
+ * folder it points to, served from there, and left there once a restart removed the link. The
+ * link is removed (never what it points to); a missing folder is the rename's (made after ENOENT).
+ */
+async function ownFolder(folder: string): Promise<void> {
+  const st = await lstat(folder).catch(() => undefined);
+  if (st === undefined || st.isDirectory()) return;
+  await unlink(folder);
+  await mkdir(folder, { mode: CACHE_DIR_MODE });
 }
 
 /**

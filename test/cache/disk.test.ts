@@ -1214,6 +1214,18 @@ describe("never wrong bytes", () => {
     expect(readFileSync(outside)[0]).toBe(0x5a);
   });
 
+  test("a folder of objects/ replaced by a symbolic link (to a folder outside): the next fill of a key there is stored in a folder of the layer's again, never written through the link (it was, served from there, and left there after a restart)", async () => {
+    const d = await open(freshDir());
+    const outside = join(root, `outside-folder-${n}`);
+    mkdirSync(outside);
+    const sub = join(d.dir, "objects", keyHash("b/k").slice(0, 2));
+    rmSync(sub, { recursive: true, force: true });
+    symlinkSync(outside, sub);
+    await d.put(obj("b/k", 10_000));
+    expect([readdirSync(outside), statSync(sub, { throwIfNoEntry: false })?.isDirectory(), (await bodyOf(await d.get("b/k"))).length]).toEqual([[], true, 10_000]);
+    expect(existsSync(outside)).toBe(true); // the link is removed, never what it points to
+  });
+
   test("a file replaced behind the layer's back by another of the same length (moved over it, or rewritten in place) is a miss, never the other file's bytes", async () => {
     const d = await open(freshDir());
     await d.put(obj("b/moved", 10_000));
