@@ -286,6 +286,18 @@ function healthcheckFailure(url: string, err: unknown): string {
 }
 
 /**
+ * A start refused for its config also says so as a JSON error line on stdout, where the log is
+ * (the config's logging.format unread: JSON, its default), beside the text on stderr: a pipeline
+ * that keeps stdout's JSON lines (a container's log shipper) saw a crash loop over an unset
+ * ${VAR} with no line at all, where "could not start" (exit 3) has one.
+ */
+function logStartFailure(error: string, problems: string[]): void {
+  const log = createLogger({ level: "error", format: "json" });
+  log.error("could not start", { error, problems });
+  log.flush();
+}
+
+/**
  * Start-up loads on this thread (nothing is served yet). --check loads on the worker thread a
  * reload uses, so it validates by the very code path a SIGHUP takes (and proves, in the compiled
  * executable, that the worker entry is there).
@@ -299,10 +311,13 @@ async function load(path: string, offThread: boolean, given = true): Promise<{ c
       // (a first run with no arguments, in a folder without config.yaml: say that it is the default)
       const notFound = err.issues.length === 1 && /^cannot read config.*: file not found$/.test(err.issues[0]!.message);
       const hint = !notFound ? "" : !given ? " (no --config was given, and ./config.yaml is the default: give --config PATH)" : /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(path) ? " (--config takes a file's path: a URL is not fetched)" : "";
-      write(process.stderr, `invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}${more}):\n${err.message}${hint}\n`);
+      const headline = `invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}${more})`;
+      write(process.stderr, `${headline}:\n${err.message}${hint}\n`);
+      if (!offThread) logStartFailure(headline, `${err.message}${hint}`.split("\n"));
       return 1;
     }
     write(process.stderr, `cannot load config: ${(err as Error)?.message ?? err}\n`);
+    if (!offThread) logStartFailure("cannot load config", [String((err as Error)?.message ?? err)]);
     return 1;
   }
 }

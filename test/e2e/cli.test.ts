@@ -493,6 +493,17 @@ test("serving with a missing config file also exits 1", async () => {
   expect(r.stderr).toContain("cannot read config: file not found");
 });
 
+test("serving with an invalid config writes a JSON error line on stdout too (a container's log shipper saw a crash loop over an unset ${VAR} with no line), the secret kept out", async () => {
+  const p = file("unset-var.yaml", bucket().replace("bkt", '"${YATA_TEST_UNSET_BKT}"'));
+  const [unset, missing] = await Promise.all([runCli(["--config", p], { env: { YATA_TEST_UNSET_BKT: "" } }), runCli(["--config", join(dir, "nope.yaml")])]);
+  expect([unset.code, missing.code]).toEqual([1, 1]);
+  expect(unset.stderr).toStartWith("invalid config (1 problem):\n");
+  const line = JSON.parse(unset.stdout);
+  expect([line.level, line.msg, line.error, line.problems]).toEqual(["error", "could not start", "invalid config (1 problem)", [`${p}:4: buckets[0].s3.bucket: environment variable YATA_TEST_UNSET_BKT is set but empty (give it a value, or write \${YATA_TEST_UNSET_BKT:-default} to use a default when it is empty)`]]);
+  expect(unset.stdout).not.toContain(SECRET);
+  expect(JSON.parse(missing.stdout).problems).toEqual([`${join(dir, "nope.yaml")}: cannot read config: file not found`]);
+});
+
 test("a busy port: exit 3, and the message names the listener whose address is taken (main, or metrics)", async () => {
   const busy = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("taken") });
   try {
