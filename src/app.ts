@@ -21,7 +21,7 @@ import { Metrics } from "./observe/metrics.ts";
 import { Tracer } from "./observe/trace/tracer.ts";
 import { buildRuntime, publishBreakerStates, retireBreakers, type Runtime, type RuntimeDeps } from "./runtime.ts";
 import { UpstreamPools } from "./s3/http1/index.ts";
-import { VERSION } from "./version.ts";
+import { COMMIT, VERSION } from "./version.ts";
 import { workerIndex, type ConfigText, type ReloadResult, type SentConfig } from "./workers.ts";
 import { readTls, type Listener, type TlsMaterial } from "./server.ts";
 import { X509Certificate } from "node:crypto";
@@ -248,7 +248,7 @@ export class App implements Services {
 
   static async create(config: Config, opts: AppOptions = {}): Promise<App> {
     const log = opts.log ?? createLogger({ level: config.logging.level, format: config.logging.format });
-    const metrics = new Metrics({ version: VERSION, buckets: config.buckets.map((b) => b.name) });
+    const metrics = new Metrics({ version: VERSION, commit: COMMIT, buckets: config.buckets.map((b) => b.name) });
     // Throws (could not start) when a disk layer's folder cannot be used. `stores`: the disk layer
     // drops at start what a reload would have purged (files of buckets that do not cache, or
     // stamped with another store than their bucket reads now); the Redis layer serves only

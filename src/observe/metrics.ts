@@ -43,6 +43,8 @@ export interface CacheStats {
 
 export interface MetricsOptions {
   version: string;
+  /** The build's commit (COMMIT: "source" when run from source), build_info's `commit` label. */
+  commit?: string;
   /** Configured bucket names (see resetBucketSet). */
   buckets?: readonly string[];
   /** Register process_* metrics (default true). */
@@ -156,7 +158,7 @@ export class Metrics {
     for (const s of RATE_LIMIT_SCOPES) this.rateC.set(s, rate.labels(s));
     this.reloads.labels("success");
     this.reloads.labels("failure");
-    this.r.gauge("yatagarasu_build_info", "Build information; the value is always 1.", ["version"], "max").labels(opts.version).set(1);
+    this.r.gauge("yatagarasu_build_info", "Build information; the value is always 1.", ["version", "commit"], "max").labels(opts.version, opts.commit ?? "unknown").set(1);
     this.resetBucketSet(opts.buckets ?? []);
     this.r.onCollect(() => this.collectCache());
     if (opts.processMetrics !== false) registerProcessMetrics(this.r);

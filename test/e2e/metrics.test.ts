@@ -139,7 +139,10 @@ test("upstream, auth and build metrics", () => {
   expect(sample('yatagarasu_s3_retries_total{bucket="pub"}')).toBe(0);
   expect(sample('yatagarasu_auth_total{result="missing"}')).toBe(1);
   expect(sample('yatagarasu_auth_total{result="success"}')).toBe(1);
-  expect(sample('yatagarasu_build_info{version="0.1.0"}')).toBe(1);
+  // the build's commit, as its listening line names it ("source" from source), not only the version every build of a release shares
+  const commit = px.logs().find((l) => l.msg === "listening")?.commit;
+  expect(commit).toBeString();
+  expect(sample(`yatagarasu_build_info{version="0.1.0",commit="${commit}"}`)).toBe(1);
   expect(sample("yatagarasu_config_generation")).toBe(1);
   expect(sample("process_resident_memory_bytes")).toBeGreaterThan(1024 * 1024);
   expect(sample("process_cpu_seconds_total")).toBeGreaterThan(0);

@@ -115,7 +115,7 @@ test("a child killed with SIGKILL is restarted and the merged counters and histo
   expect(requests(after)).toBe(served());
   // Gauges are the live processes' only.
   expect(after).toContain("yatagarasu_http_requests_in_flight 0\n");
-  expect(after).toContain('yatagarasu_build_info{version="0.1.0"} 1\n');
+  expect(after).toMatch(/\nyatagarasu_build_info\{version="0\.1\.0",commit="[^"]+"\} 1\n/);
 
   // The replacement's own counts add to what its predecessor had counted.
   await serveUntil(
@@ -163,7 +163,7 @@ test("a child that does not answer a scrape in time still counts in the merged g
     process.kill(Number(listening[1].pid), "SIGCONT");
   }
   expect(items(during)).toBe(2);
-  expect(during).toContain('yatagarasu_build_info{version="0.1.0"} 1\n');
+  expect(during).toMatch(/\nyatagarasu_build_info\{version="0\.1\.0",commit="[^"]+"\} 1\n/);
   expect(await px.stop()).toBe(0);
 });
 

@@ -128,7 +128,7 @@ const EXPECTED: [string, string][] = [
   ["process_start_time_seconds", "gauge"],
 ];
 
-const make = (buckets = ["photos", "docs"]) => new Metrics({ version: "1.2.3", buckets });
+const make = (buckets = ["photos", "docs"]) => new Metrics({ version: "1.2.3", commit: "abc1234", buckets });
 
 describe("exposition format", () => {
   test("every metric has HELP and TYPE, and the output parses", () => {
@@ -152,7 +152,7 @@ describe("exposition format", () => {
     expect(find(p, "yatagarasu_config_reloads_total", { result: "failure" })).toBe(0);
     expect(find(p, "yatagarasu_s3_retries_total", { bucket: "photos" })).toBe(0);
     expect(find(p, "yatagarasu_http_request_duration_seconds_count", { bucket: "_health", method: "GET" })).toBe(0);
-    expect(find(p, "yatagarasu_build_info", { version: "1.2.3" })).toBe(1);
+    expect(find(p, "yatagarasu_build_info", { version: "1.2.3", commit: "abc1234" })).toBe(1);
     expect(find(p, "yatagarasu_http_requests_in_flight")).toBe(0);
   });
 
@@ -501,7 +501,7 @@ describe("renderMerged", () => {
     expect(find(p, "yatagarasu_http_request_duration_seconds_count", { bucket: "photos", method: "GET" })).toBe(3);
     expect(find(p, "yatagarasu_http_requests_in_flight")).toBe(5);
     expect(find(p, "yatagarasu_config_generation")).toBe(5);
-    expect(find(p, "yatagarasu_build_info", { version: "1.2.3" })).toBe(1);
+    expect(find(p, "yatagarasu_build_info", { version: "1.2.3", commit: "abc1234" })).toBe(1);
     expect(find(p, "yatagarasu_circuit_breaker_state", { bucket: "photos" })).toBe(1);
     expect(find(p, "yatagarasu_auth_total", { result: "invalid" })).toBe(2);
     expect(find(p, "yatagarasu_cache_bytes")).toBe(400);
