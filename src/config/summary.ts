@@ -28,7 +28,7 @@ export function summarize(c: Config, file: string, verdict = "OK"): string {
   lines.push(`config ${file}: ${verdict}`);
   // (the processes the listeners run in: workers, `auto` resolved on this machine)
   const workers = workerProcesses(s.workers);
-  lines.push(`listen      ${listenerUrl(s.https?.enabled ? "https" : "http", s.address, s.port)}  engine=${s.engine} workers=${s.workers === "auto" ? `auto (${workers} here)` : s.workers} shutdown_timeout=${s.shutdown_timeout}s`);
+  lines.push(`listen      ${listenerUrl(s.https?.enabled ? "https" : "http", s.address, s.port)}  engine=${s.engine} workers=${s.workers === "auto" ? `auto (${workers} here)` : s.workers} shutdown_delay=${s.shutdown_delay}s shutdown_timeout=${s.shutdown_timeout}s`);
   lines.push(`limits      max_concurrent=${s.max_concurrent_requests} uri<=${s.security_limits.max_uri_length}B headers<=${s.security_limits.max_header_size}B` +
     (s.rate_limit?.enabled ? ` rate: ${[rateOf("global", s.rate_limit.global), rateOf("per_ip", s.rate_limit.per_ip)].filter(Boolean).join(" ") || "none set"}` : ""));
   lines.push(`metrics     ${c.metrics.enabled ? `${listenerUrl("http", c.metrics.address, c.metrics.port)}/metrics` : "off"}`);

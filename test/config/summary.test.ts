@@ -28,6 +28,12 @@ buckets:
         - { name: usw2, bucket: a-usw2, region: us-west-2, access_key: AKIAREPLICA2, secret_key: ${SECRET} }
 `;
 
+test("--check shows shutdown_delay beside shutdown_timeout: what stands in for a Kubernetes preStop sleep (it showed only the timeout)", () => {
+  const one = (server: string) => summarize(parseConfig(`server: { ${server} }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n`, { env: {} }), "c.yaml").split("\n")[1];
+  expect(one("port: 18100, shutdown_delay: 7.5, shutdown_timeout: 20")).toEndWith(" shutdown_delay=7.5s shutdown_timeout=20s");
+  expect(one("port: 18100")).toEndWith(" shutdown_delay=0s shutdown_timeout=30s");
+});
+
 describe("--check summary", () => {
   const text = summarize(parseConfig(FULL, { env: {} }), "c.yaml");
   const twoWorkers = summarize(parseConfig(FULL.replace("server:\n", "server:\n  workers: 2\n"), { env: {} }), "c.yaml");
