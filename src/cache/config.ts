@@ -12,7 +12,7 @@
  * (<path>/worker-<i>) and 1/N of max_disk_size_mb, as each has its own memory layer.
  */
 import { timerDelay } from "../config/durations.ts";
-import { readdirSync, rmSync } from "node:fs";
+import { readFileSync, readdirSync, rmSync } from "node:fs";
 import { unlink } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import { diskShareMb, type BucketConfig, type CacheConfig } from "../config/schema.ts";
@@ -303,6 +303,46 @@ export function cacheUnusedNote(config: { cache: { enabled?: boolean; cache_laye
   const layers = (config.cache.cache_layers ?? []).filter((l) => l !== "memory");
   if (layers.length === 0) return undefined;
   return `cache.cache_layers lists ${layers.join(" and ")} but no bucket sets its own cache: { enabled: true }, so nothing is cached and the ${layers.join(" and ")} layer${layers.length > 1 ? "s are" : " is"} never used: ${fix}, then restart (a reload cannot open a layer)`;
+}
+
+/** What a process takes besides its memory layer (RSS after start and light traffic, Bun 1.4.5: 70-80 MiB). */
+const PROCESS_OWN_MIB = 80;
+/** RSS per MiB of a full memory layer (README, Cache layers: ~1.6x max_cache_size_mb under churn). */
+const MEMORY_LAYER_RSS = 1.6;
+
+/**
+ * The memory limit of this process's control group, in bytes (cgroup v2 `memory.max`, else v1
+ * `memory.limit_in_bytes`: in a container, the container's): undefined when there is none
+ * ("max", v1's page-rounded 2^63) or neither file can be read.
+ */
+export function cgroupMemoryLimit(files: readonly string[] = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]): number | undefined {
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8").trim();
+    } catch {
+      continue;
+    }
+    const bytes = Number(text);
+    return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * A memory layer that cannot fill within the container's memory limit: the default 1024 MiB in a
+ * pod limited to 512 MiB ran until the cache filled, then the kernel killed it (OOMKilled, a
+ * restart, the cache lost), with no word at start. Each worker process holds a layer of its own.
+ */
+export function memoryLimitNote(cache: CacheConfig, workers: number, limit = cgroupMemoryLimit()): string | undefined {
+  if (limit === undefined || !cache.enabled || !cache.cache_layers.includes("memory")) return undefined;
+  const mib = cache.memory.max_cache_size_mb;
+  const need = Math.ceil(workers * (MEMORY_LAYER_RSS * mib + PROCESS_OWN_MIB));
+  const have = Math.floor(limit / (1024 * 1024));
+  if (need <= have) return undefined;
+  const fits = Math.floor((have / workers - PROCESS_OWN_MIB) / MEMORY_LAYER_RSS);
+  const each = workers > 1 ? ` in each of ${workers} worker processes` : "";
+  return `cache.memory.max_cache_size_mb (${mib} MiB${each}) does not fit this container's memory limit (${have} MiB): a full memory layer takes about ${MEMORY_LAYER_RSS} times its size and a process about ${PROCESS_OWN_MIB} MiB of its own, ${need} MiB in all, so the kernel would kill the process (OOM) as the cache fills; ${fits >= 1 ? `lower max_cache_size_mb to at most ${fits}, or raise the limit` : "raise the limit"}`;
 }
 
 /**

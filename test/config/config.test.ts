@@ -1,7 +1,10 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ConfigError, formatIssues, loadConfig, parseConfig, shownArgument, type ConfigIssue } from "../../src/config/load.ts";
-import { bucketCachePolicy, cacheOffNote, cacheUnusedNote, diskShareNote } from "../../src/cache/config.ts";
+import { bucketCachePolicy, cacheOffNote, cacheUnusedNote, cgroupMemoryLimit, diskShareNote, memoryLimitNote } from "../../src/cache/config.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -99,6 +102,33 @@ describe("parseConfig", () => {
     expect(diskShareNote(disk("max_disk_size_mb: 80, max_item_size_mb: 60"), 1)).toBeUndefined();
     expect(diskShareNote(disk("max_disk_size_mb: 120, max_item_size_mb: 60"), 2)).toBeUndefined();
     expect(diskShareNote(parseConfig(`cache: { enabled: false, cache_layers: [memory, disk], disk: { path: /tmp/d, max_disk_size_mb: 80, max_item_size_mb: 60 } }\n${B}`, { env: {} }).cache, 4)).toBeUndefined();
+  });
+
+  test("a memory layer that cannot fill within the container's memory limit is said at start and by --check (the default 1024 MiB under a 512 MiB limit outgrows it as it fills, unsaid)", () => {
+    const MiB = 1024 * 1024;
+    const cache = (c: string) => parseConfig(`cache: { ${c} }\n${B}`, { env: {} }).cache;
+    expect(memoryLimitNote(cache("enabled: true"), 1, 512 * MiB)).toBe(
+      "cache.memory.max_cache_size_mb (1024 MiB) does not fit this container's memory limit (512 MiB): a full memory layer takes about 1.6 times its size and a process about 80 MiB of its own, 1719 MiB in all, so the kernel would kill the process (OOM) as the cache fills; lower max_cache_size_mb to at most 270, or raise the limit",
+    );
+    expect(memoryLimitNote(cache("enabled: true, memory: { max_cache_size_mb: 256 }"), 1, 512 * MiB)).toBeUndefined();
+    expect(memoryLimitNote(cache("enabled: true, memory: { max_cache_size_mb: 256 }"), 2, 512 * MiB)).toStartWith("cache.memory.max_cache_size_mb (256 MiB in each of 2 worker processes) does not fit this container's memory limit (512 MiB): ");
+    expect(memoryLimitNote(cache("enabled: true"), 1, 64 * MiB)).toEndWith("as the cache fills; raise the limit");
+    // no limit, a cache off, or no memory layer: nothing to say
+    expect(memoryLimitNote(cache("enabled: true"), 1, undefined)).toBeUndefined();
+    expect(memoryLimitNote(cache("enabled: false"), 1, 512 * MiB)).toBeUndefined();
+    expect(memoryLimitNote(cache("enabled: true, cache_layers: [disk], disk: { path: /tmp/d }"), 1, 512 * MiB)).toBeUndefined();
+    // cgroup v2's memory.max, v1's memory.limit_in_bytes; "max" and v1's page-rounded 2^63 are no limit
+    const dir = mkdtempSync(join(tmpdir(), "yata-cgroup-"));
+    try {
+      const file = (name: string, text: string) => (writeFileSync(join(dir, name), text), join(dir, name));
+      expect(cgroupMemoryLimit([file("v2", "536870912\n"), file("v1", "1\n")])).toBe(512 * MiB);
+      expect(cgroupMemoryLimit([join(dir, "missing"), file("v1b", "268435456\n")])).toBe(256 * MiB);
+      expect(cgroupMemoryLimit([file("max", "max\n")])).toBeUndefined();
+      expect(cgroupMemoryLimit([file("huge", "9223372036854771712\n")])).toBeUndefined();
+      expect(cgroupMemoryLimit([join(dir, "none")])).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("a disk max_item_size_mb left out is each worker's share when smaller (workers: 2 over 256 MiB took 256 MiB items and warned to change two keys never written)", () => {
