@@ -49,6 +49,12 @@ export class AuditFile {
   private rest: Buffer | undefined;
   private fh: FileHandle | undefined;
   private size = 0;
+  /**
+   * The open file is a regular file. Anything else (a pipe, a device: `/dev/stdout` in a container,
+   * `/dev/null`) is never rotated: rotating renamed the path, so `audit.path: /dev/stdout` moved
+   * the /dev/stdout symlink to /dev/stdout.1 and went on in a regular file it created in its place.
+   */
+  private rotatable = true;
   private flushing: Promise<void> | undefined;
   private failing = false;
   private dropping = false;
@@ -152,7 +158,7 @@ export class AuditFile {
         }
         let room = this.o.maxBytes - this.size;
         const first = Buffer.byteLength(this.queue[0]);
-        if (first > room && this.size > 0) {
+        if (first > room && this.size > 0 && this.rotatable) {
           await this.rotate();
           continue;
         }
@@ -239,6 +245,7 @@ export class AuditFile {
     try {
       const st = await fh.stat();
       this.size = st.size;
+      this.rotatable = st.isFile();
       this.dev = st.dev;
       this.ino = st.ino;
     } catch (err) {

@@ -4,7 +4,7 @@
  * write) counted per attempt and logged once, recovery, and the flush at close.
  */
 import { afterEach, expect, test, setDefaultTimeout } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AuditFile } from "../../src/observe/audit-file.ts";
@@ -62,6 +62,17 @@ test("rotation counts what the file already held (a restart appends, then rotate
   await b.close();
   expect(readFileSync(`${path}.1`, "utf8")).toBe(line(0) + line(1) + line(2));
   expect(readFileSync(path, "utf8")).toBe(line(3));
+});
+
+test("a path that is no regular file (/dev/stdout in a container, here a link to /dev/null) is written without rotating: rotation renamed the link and wrote a regular file in its place", async () => {
+  const dir = tempDir();
+  const path = join(dir, "stdout");
+  symlinkSync("/dev/null", path);
+  const f = make({ path, maxBytes: 100, maxFiles: 2, log: recordingLog(), flushIntervalMs: 60_000 });
+  for (let i = 0; i < 14; i++) f.append(line(i));
+  await f.flush();
+  expect(readlinkSync(path)).toBe("/dev/null");
+  expect(existsSync(`${path}.1`)).toBe(false);
 });
 
 test("a line longer than max bytes is written whole, alone in its file", async () => {
