@@ -99,7 +99,7 @@ const TOKEN_PARAMETERS = ["token", "access_token", "jwt", "id_token"];
  */
 function misplacedTokenHint(sources: readonly TokenSource[], auth: string | null, q: URLSearchParams): string {
   const bearer = sources.some((s) => s.type === "bearer");
-  if (bearer && auth !== null && auth.trim() !== "" && !/^\s*bearer\s/i.test(auth) && !/^\s*(basic|digest|negotiate)\s/i.test(auth)) {
+  if (bearer && auth !== null && auth.trim() !== "" && !/^\s*(bearer|basic|digest|negotiate)\s/i.test(auth)) {
     return "; the Authorization header holds no 'Bearer ' before its value";
   }
   const read = new Set(sources.filter((s) => s.type === "query").map((s) => s.name));
