@@ -140,8 +140,11 @@ function auditRestartKey(c: Config): string {
 }
 
 export function restartOnlyChanges(next: Config, old: Config): string[] {
-  const a = restartOnly(next);
-  const b = restartOnly(old);
+  return changedKeys(restartOnly(next), restartOnly(old));
+}
+
+/** restartOnlyChanges between two restartOnly maps (`a`: the next config's). */
+function changedKeys(a: Record<string, unknown>, b: Record<string, unknown>): string[] {
   const changed = Object.keys(a).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
   // A listener switched on or off is that change alone: its address and port were not changed
   // ("metrics.enabled, metrics.address, metrics.port changed" named an address left as it was).
@@ -164,7 +167,7 @@ function shownSetting(v: unknown): string {
 export function restartOnlyChangesShown(next: Config, old: Config, written?: { file: string; lines: Readonly<Record<string, number>> }): string[] {
   const [now, was] = [restartOnly(next), restartOnly(old)];
   const file = written === undefined ? "" : printable(shownArgument(written.file));
-  return restartOnlyChanges(next, old).map((k) => {
+  return changedKeys(now, was).map((k) => {
     const line = written?.lines[k];
     return `${line === undefined ? "" : `${file}:${line}: `}${k} (${shownSetting(was[k])} → ${shownSetting(now[k])})`;
   });
