@@ -104,41 +104,30 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
   const named = setFirstElementText(xml, "Name", bucket.name);
   // (a control character in a key or an echoed parameter: S3's reference, never raw)
-  const answered = v2 !== undefined ? v2.answer(named) : op === "ListObjects" ? withNextMarker(named, q.get("delimiter")) : withNextKeyMarker(named);
+  const answered = v2 !== undefined ? v2.answer(named) : op === "ListObjectVersions" ? withResumeMarker(named, "NextKeyMarker") : q.get("delimiter") ? withResumeMarker(named, "NextMarker") : named;
   return xmlResponse(ctx, controlsAsReferences(maskOwners(answered, ctx.subject ?? "anonymous")));
 }
 
 /**
- * A truncated ListObjectVersions page carries NextKeyMarker (and, when it ends on a version,
- * NextVersionIdMarker) on S3; a store that leaves them out had the SDKs stop there. The proxy
- * writes S3's: the page's last version's key and id, or its last common prefix.
+ * A truncated page's resume marker as S3 writes it, when a store left it out: the page's last key
+ * or common prefix. ListObjectVersions' NextKeyMarker (with NextVersionIdMarker when the page ends
+ * on a version): without it the SDKs stopped there. ListObjects' (V1) NextMarker, carried on S3
+ * when asked with a delimiter: without it the SDKs resumed after the page's last <Key>, which sorts
+ * before its common prefixes (listed again), or, with no key on the page, stopped there, a listing
+ * silently short.
  */
-function withNextKeyMarker(xml: string): string {
-  if (elementText(xml, "IsTruncated") !== "true" || elementText(xml, "NextKeyMarker") !== undefined) return xml;
+function withResumeMarker(xml: string, name: "NextKeyMarker" | "NextMarker"): string {
+  if (elementText(xml, "IsTruncated") !== "true" || elementText(xml, name) !== undefined) return xml;
   const encoded = elementText(xml, "EncodingType") === "url";
   const last = lastEntry(xml, encoded);
   if (last === undefined) return xml;
-  const id = "version" in last && last.version !== undefined ? el("NextVersionIdMarker", last.version) : "";
-  return insertBefore(xml, "IsTruncated", `<NextKeyMarker>${listedText(last.after, encoded)}</NextKeyMarker>${id}`) ?? xml;
+  const id = name === "NextKeyMarker" && last.version !== undefined ? el("NextVersionIdMarker", last.version) : "";
+  return insertBefore(xml, "IsTruncated", `<${name}>${listedText(last.after, encoded)}</${name}>${id}`) ?? xml;
 }
 
 /** A key, prefix or marker as a listing writes it: url-encoded in an encoding-type=url one, XML-escaped. */
 function listedText(s: string, encoded: boolean): string {
   return encoded ? escapeXml(s3UrlEncode(s)) : escapeListingText(s);
-}
-
-/**
- * A truncated ListObjects (V1) page asked with a delimiter carries a NextMarker on S3 (its last key
- * or common prefix: the SDKs resume from it). A store that leaves it out had the page relayed so:
- * the SDKs resumed after its last <Key>, which sorts before its common prefixes (listed again), or,
- * with no key on the page, stopped there, a listing silently short. The proxy writes S3's.
- */
-function withNextMarker(xml: string, delimiter: string | null): string {
-  if (!delimiter || elementText(xml, "IsTruncated") !== "true" || elementText(xml, "NextMarker") !== undefined) return xml;
-  const encoded = elementText(xml, "EncodingType") === "url";
-  const last = lastEntry(xml, encoded);
-  if (last === undefined) return xml;
-  return insertBefore(xml, "IsTruncated", `<NextMarker>${listedText(last.after, encoded)}</NextMarker>`) ?? xml;
 }
 
 /**
