@@ -33,6 +33,11 @@ export const CREDENTIAL_CODES: ReadonlySet<string> = new Set(["SignatureDoesNotM
 /** S3's reason phrase for SlowDown ("503 Slow Down"): it tells a throttle when no body can (a HEAD's). */
 export const SLOW_DOWN_REASON = /^slow ?down$/i;
 
+/** Whether `res` is a 503 whose reason phrase says SlowDown (SLOW_DOWN_REASON). */
+export function slowDownPhrase(res: Response): boolean {
+  return res.status === 503 && SLOW_DOWN_REASON.test(res.statusText);
+}
+
 /** MinIO's error code on an answer without a body (a HEAD's), where S3 says nothing. */
 export const MINIO_ERROR_CODE = "x-minio-error-code";
 

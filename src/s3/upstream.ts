@@ -24,7 +24,7 @@ import { fetchedAnswer } from "../http/headers.ts";
 import { contentLengthOf, exchangeController, fetchFramed, fetchWithBody, holdPaced, prepareSend, type PreparedSend, type SendRequest, wholeAnswer } from "./send.ts";
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
-import { CREDENTIAL_CODES, MINIO_ERROR_CODE, parseS3ErrorCode, readErrorPrefix, retryAfterMs, SLOW_DOWN_REASON, codeTold } from "./errors.ts";
+import { CREDENTIAL_CODES, MINIO_ERROR_CODE, parseS3ErrorCode, readErrorPrefix, retryAfterMs, slowDownPhrase, codeTold } from "./errors.ts";
 import { decodeComponent } from "../util/text.ts";
 import { certRefusalHint } from "../util/tls-refusal.ts";
 
@@ -82,7 +82,7 @@ export interface UpstreamTiming {
  * refusal of its own credentials (CREDENTIAL_CODES: failover).
  */
 export async function answerCodeOf(res: Response): Promise<{ code: string | undefined; res: Response }> {
-  if (res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) return { code: "SlowDown", res };
+  if (slowDownPhrase(res)) return { code: "SlowDown", res };
   const minio = res.headers.get(MINIO_ERROR_CODE);
   if (minio !== null) return { code: minio, res };
   if (codeTold.has(res) || res.body === null) return { code: codeTold.get(res), res };
@@ -98,7 +98,7 @@ export async function answerCodeOf(res: Response): Promise<{ code: string | unde
  * already (a 503's "Slow Down" reason phrase, MinIO's header).
  */
 export async function tellHeadCode(res: Response, ask: () => Promise<Response>): Promise<Response> {
-  if ((res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) || res.headers.has(MINIO_ERROR_CODE)) return res;
+  if (slowDownPhrase(res) || res.headers.has(MINIO_ERROR_CODE)) return res;
   const got = await ask().catch(() => undefined);
   if (got?.status === res.status) codeTold.set(res, (await answerCodeOf(got)).code);
   else got?.body?.cancel().catch(() => {});
@@ -692,7 +692,7 @@ export class BucketUpstream {
     const code = body === undefined ? undefined : parseS3ErrorCode(new TextDecoder().decode(body));
     // failed: a 5xx that is neither a 501 nor S3's SlowDown (its code, or its "Slow Down" reason
     // phrase when the body is empty): the store's reads fail, so the bucket is not ready
-    const failed = get.status >= 500 && get.status !== 501 && code !== "SlowDown" && !(get.status === 503 && SLOW_DOWN_REASON.test(get.statusText));
+    const failed = get.status >= 500 && get.status !== 501 && code !== "SlowDown" && !slowDownPhrase(get);
     return { status: get.status, code, location: get.headers.get("location"), failed };
   }
 
@@ -716,7 +716,7 @@ export class BucketUpstream {
       await res.body?.cancel().catch(() => {});
       // S3's 503 SlowDown (told by its reason phrase: a HEAD has no body) is a throttle by a store
       // that is up, as the breaker and failover count it: ready.
-      if (res.status === 503 && SLOW_DOWN_REASON.test(res.statusText)) return SLOWED_DOWN;
+      if (slowDownPhrase(res)) return SLOWED_DOWN;
       if (res.status === 503) {
         // A store that says SlowDown in its error body only, under the usual reason phrase (MinIO,
         // whose Go server writes "Service Unavailable"): a HEAD has no body to tell it by, and the
