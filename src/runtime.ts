@@ -24,7 +24,7 @@ import { Router } from "./router.ts";
 import { logBreaker, type BucketUpstream } from "./s3/upstream.ts";
 import type { Http1Pool, UpstreamPools } from "./s3/http1/index.ts";
 import { S3Identities } from "./fronts/s3/identities.ts";
-import { buildUpstream, ReplicaSet, type ObjectUpstream, type Replica } from "./s3/replicas.ts";
+import { buildUpstream, replicaConfig, ReplicaSet, type ObjectUpstream, type Replica } from "./s3/replicas.ts";
 
 export interface BucketRuntime {
   readonly name: string;
@@ -136,9 +136,17 @@ async function checkJwksForReload(auth: Authenticator, previous: Runtime, log: L
  * Builds one generation. `previous`: the generation a reload replaces (its JWKS keys are taken
  * over for an unchanged jwks_url, and a new one must load first: see checkJwksForReload).
  */
-/** What a bucket's (or replica's) probe depends on: its s3 section (a reload that changes none of it keeps the last probe result). */
+/**
+ * What a bucket's (or replica's) probe and breaker depend on: its s3 section, a replica's as it
+ * reads its store (replicaConfig: its own connection keys and timeouts, the bucket's other keys),
+ * so a reload that changes none of it keeps the last probe result and the breaker. (It was the
+ * bucket's whole s3 section for each replica: a reload that added, removed or reordered a replica
+ * dropped every replica's, /ready answered 503 "not probed yet" for the bucket, on every proxy so
+ * reloaded at once, and an open breaker closed, sending reads at a dead replica again.)
+ */
 function probeKey(cfg: BucketConfig, replica?: string): string {
-  return JSON.stringify([replica ?? "", cfg.s3]);
+  const r = replica === undefined ? undefined : cfg.s3.replicas?.find((x) => x.name === replica);
+  return JSON.stringify([replica ?? "", r === undefined ? cfg.s3 : replicaConfig(cfg, r).s3]);
 }
 
 export async function buildRuntime(config: Config, generation: number, deps: RuntimeDeps, previous?: Runtime): Promise<Runtime> {

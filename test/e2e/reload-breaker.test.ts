@@ -121,6 +121,33 @@ test("a replica whose breaker a reload removes does not keep showing it open (ya
   expect([replicaGauge("first") ?? 0, replicaGauge("second") ?? 0]).toEqual([0, 0]);
 });
 
+// A replica's breaker was keyed by its bucket's whole s3 section: a reload that added, removed or
+// reordered another replica closed it (and dropped its probe result: /ready 503 "not probed yet").
+test("an open replica breaker stays open across a reload that adds a replica or reorders them", async () => {
+  const entry = (name: string, priority: number) => `        - { name: ${name}, bucket: bkt, endpoint: "http://127.0.0.1:${dead.port}", priority: ${priority} }\n`;
+  const set = (...entries: string[]) =>
+    `  - name: rr\n    path_prefix: /rr\n    s3:\n      retry: { max_attempts: 1 }\n      circuit_breaker: { failure_threshold: 2, success_threshold: 1, timeout_seconds: 600 }\n      replicas:\n${entries.join("")}`;
+  const state = (replica: string) => px.app.metrics.render().split("\n").find((l) => l.startsWith(`yatagarasu_s3_replica_circuit_breaker_state{bucket="rr",replica="${replica}"}`))?.split(" ").pop();
+  writeFileSync(configPath, yaml(set(entry("first", 1), entry("second", 2))));
+  expect((await px.app.reload()).ok).toBe(true);
+  for (let i = 0; i < 2; i++) expect((await fetch(px.url(`/rr/k${i}`))).status).toBe(502);
+  expect([state("first"), state("second")]).toEqual(["1", "1"]);
+  // a third replica added: the two open breakers are kept, only the new replica is asked
+  writeFileSync(configPath, yaml(set(entry("first", 1), entry("second", 2), entry("third", 3))));
+  expect((await px.app.reload()).ok).toBe(true);
+  expect([state("first"), state("second"), state("third")]).toEqual(["1", "1", "0"]);
+  const before = calls;
+  expect((await fetch(px.url("/rr/k"))).status).toBe(502);
+  expect(calls - before).toBe(1);
+  // the order changed, the third removed: still open, nothing sent
+  writeFileSync(configPath, yaml(set(entry("second", 1), entry("first", 2))));
+  expect((await px.app.reload()).ok).toBe(true);
+  expect([state("first"), state("second")]).toEqual(["1", "1"]);
+  const refused = await fetch(px.url("/rr/k"));
+  expect(refused.status).toBe(503);
+  expect(calls - before).toBe(1);
+});
+
 // A breaker logged open ("circuit breaker open", warn) and then replaced by a reload (the bucket's
 // endpoint fixed: a new breaker, closed) or removed never had a line saying so: a log reader kept
 // the bucket refused for good. The reload now logs it closed.
