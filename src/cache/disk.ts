@@ -369,7 +369,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private readonly copying = new Set<Entry>();
   private evictions = 0;
   private errorCount = 0;
-  private lastErrorLog = -Infinity;
+  /** When a `disk cache error` line last named each error (its code, or message). */
+  private readonly errorLogged = new Map<string, number>();
   private readonly purges = new PurgeLog();
   private maxBytes: number;
   /** Set when the file system ran out of room (outOfRoom): the lower cap kept until fullUntil. */
@@ -838,9 +839,14 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       if (w !== undefined) this.giveBack(w);
       this.outOfRoom(now, w === undefined ? 0 : w.headBytes + w.written);
     }
-    if (now - this.lastErrorLog < 30_000) return; // a full disk would otherwise log once per fill
-    this.lastErrorLog = now;
-    this.log?.warn("disk cache error", { dir: this.dir, operation: what, error: (err as { code?: string }).code ?? String((err as Error)?.message ?? err), errors: this.errorCount });
+    const error = code ?? String((err as Error)?.message ?? err);
+    // At most once per 30 s per error (a full disk would otherwise log once per fill); until
+    // 2026-12-07 once per 30 s in all: a folder made read-only after it filled logged ENOSPC only,
+    // EROFS unsaid for up to 30 s while every fill failed with it.
+    if (now - (this.errorLogged.get(error) ?? -Infinity) < 30_000) return;
+    if (this.errorLogged.size >= 16) this.errorLogged.clear(); // (a few codes in practice)
+    this.errorLogged.set(error, now);
+    this.log?.warn("disk cache error", { dir: this.dir, operation: what, error, errors: this.errorCount });
   }
 
   ended(w: DiskWrite): void {

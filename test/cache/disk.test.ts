@@ -171,6 +171,25 @@ describe("a file system smaller than max_disk_size_mb", () => {
   });
 });
 
+describe("disk errors in the log", () => {
+  // One `disk cache error` line per 30 s in all: a folder made read-only after it filled up logged
+  // ENOSPC, and the EROFS every fill then failed with went unsaid for up to 30 s.
+  test.skipIf(process.getuid?.() !== 0)("another error than the one just logged has its own line at once; the same one again waits", async () => {
+    const errors: unknown[] = [];
+    const log = { info() {}, warn: (msg: string, f?: Record<string, unknown>) => void (msg === "disk cache error" && errors.push(f?.error)) };
+    await onTmpfs("2m", (dir) => new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 4 << 20, log }), async (d, dir) => {
+      await d.put(obj("b/big", 3 << 20)); // larger than the file system
+      await d.put(obj("b/big2", 3 << 20));
+      expect(errors).toEqual(["ENOSPC"]);
+      expect(Bun.spawnSync(["mount", "-o", "remount,ro", dir]).exitCode).toBe(0);
+      await d.put(obj("b/small", 1000));
+      await d.put(obj("b/small2", 1000));
+      expect(errors).toEqual(["ENOSPC", "EROFS"]);
+      expect(Bun.spawnSync(["mount", "-o", "remount,rw", dir]).exitCode).toBe(0);
+    });
+  });
+});
+
 describe("max_disk_size_mb larger than the file system, shared by worker processes", () => {
   // Each of N workers gets max_disk_size_mb / N (and its own folder on the same file system): the
   // start-up check compared that part with the file system, so 64 MiB over 4 workers on a 20 MiB
