@@ -222,6 +222,22 @@ function object(method: string, key: string, h: Record<string, string>, sock: ne
   return whole(method, "404 Not Found", [["Content-Type", "application/xml"]], `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><Key>${key}</Key></Error>`);
 }
 
+/**
+ * ListMultipartUploads: a truncated page without S3's NextKeyMarker and NextUploadIdMarker (two
+ * uploads of one key, then, asked with a delimiter, a common prefix).
+ */
+function uploadsXml(q: URLSearchParams): string {
+  const upload = (id: string) => `<Upload><Key>nomarker-up/a&amp;b.txt</Key><UploadId>${id}</UploadId><Initiated>2025-01-01T00:00:00.000Z</Initiated><StorageClass>STANDARD</StorageClass></Upload>`;
+  const prefixes = q.has("delimiter") ? "<CommonPrefixes><Prefix>nomarker-up/z/</Prefix></CommonPrefixes>" : "";
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult${NS}><Bucket>fakebucket</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker><Prefix>${q.get("prefix") ?? ""}</Prefix><MaxUploads>2</MaxUploads><IsTruncated>true</IsTruncated>${upload("u1")}${upload("u2")}${prefixes}</ListMultipartUploadsResult>`;
+}
+
+/** ListParts: a truncated page without S3's NextPartNumberMarker (parts 1 and 2). */
+function partsXml(key: string, q: URLSearchParams): string {
+  const part = (n: number) => `<Part><PartNumber>${n}</PartNumber><LastModified>2025-01-01T00:00:00.000Z</LastModified><ETag>&quot;e${n}&quot;</ETag><Size>5242880</Size></Part>`;
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<ListPartsResult${NS}><Bucket>fakebucket</Bucket><Key>${key}</Key><UploadId>${q.get("uploadId")}</UploadId><PartNumberMarker>0</PartNumberMarker><MaxParts>2</MaxParts><IsTruncated>true</IsTruncated>${part(1)}${part(2)}</ListPartsResult>`;
+}
+
 export function startQuirkyUpstream(): Promise<QuirkyUpstream> {
   const log: QuirkyRequest[] = [];
   const counts = new Map<string, number>();
@@ -250,7 +266,8 @@ export function startQuirkyUpstream(): Promise<QuirkyUpstream> {
         const url = new URL(target, "http://x");
         const parts = url.pathname.split("/").filter(Boolean);
         const out = parts.length <= 1
-          ? (url.searchParams.has("list-type") || url.searchParams.has("prefix") ? listing(method, url.searchParams) : whole(method, "200 OK", [], ""))
+          ? (url.searchParams.has("uploads") ? whole(method, "200 OK", [["Content-Type", "application/xml"]], uploadsXml(url.searchParams)) : url.searchParams.has("list-type") || url.searchParams.has("prefix") ? listing(method, url.searchParams) : whole(method, "200 OK", [], ""))
+          : url.searchParams.has("uploadId") ? whole(method, "200 OK", [["Content-Type", "application/xml"]], partsXml(decodeURIComponent(parts.slice(1).join("/")), url.searchParams))
           : object(method, decodeURIComponent(parts.slice(1).join("/")), h, sock, counts);
         if (out !== "custom") sock.write(out);
       }

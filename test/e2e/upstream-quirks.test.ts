@@ -43,7 +43,7 @@ async function startProxy(o: { engine: "bun" | "node"; client: "auto" | "fetch";
 logging: { level: error }
 cache: { enabled: true, cache_layers: [${o.layers ?? "memory"}]${o.layers?.includes("disk") ? `, disk: { path: "${dir}" }` : ""} }
 buckets:
-  - { name: nc, path_prefix: /nc, ${s3("fakebucket")}, listing: { enabled: true } }
+  - { name: nc, path_prefix: /nc, access: read-write, ${s3("fakebucket")}, listing: { enabled: true } }
   - { name: c, path_prefix: /c, ${s3("fakebucket")}, cache: { enabled: true, ttl_seconds: 600 }, listing: { enabled: true } }
 s3_api:
   enabled: true
@@ -51,7 +51,7 @@ s3_api:
   port: 0
   region: us-east-1
   credentials:
-    - { access_key_id: "${CRED.accessKeyId}", secret_access_key: "${CRED.secretAccessKey}", identity: tester, buckets: { nc: [read, list], c: [read, list] } }
+    - { access_key_id: "${CRED.accessKeyId}", secret_access_key: "${CRED.secretAccessKey}", identity: tester, buckets: { nc: [read, list, write], c: [read, list] } }
 `;
   const config = parseConfig(yaml);
   const app = await App.create(config, { log: nullLogger, probeIntervalMs: 600_000 });
@@ -321,6 +321,25 @@ describe("a truncated listing page without the marker S3 gives it (ListObjects V
     };
     expect(await markers("vnomarker/")).toEqual(["vnomarker/a.txt", "v1"]);
     expect(await markers("nomarker/")).toEqual(["nomarker/y&amp;z/", undefined]);
+  });
+});
+
+describe("a truncated ListParts or ListMultipartUploads page without the resume markers S3 gives it", () => {
+  // (relayed without, the SDKs' paginators stopped there, or asked the first page again)
+  test("ListParts gets NextPartNumberMarker, its last part; ListMultipartUploads NextKeyMarker and NextUploadIdMarker, its last upload's, or its last common prefix", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    const text = async (path: string, query: Record<string, string>) => {
+      const r = await p.s3("GET", path, { query });
+      expect(r.status).toBe(200);
+      return r.text();
+    };
+    expect(/<NextPartNumberMarker>([^<]*)</.exec(await text("/nc/parts.bin", { uploadId: "up1" }))?.[1]).toBe("2");
+    const markers = async (query: Record<string, string>) => {
+      const xml = await text("/nc", { uploads: "", prefix: "nomarker-up/", ...query });
+      return [/<NextKeyMarker>([^<]*)</.exec(xml)?.[1], /<NextUploadIdMarker>([^<]*)</.exec(xml)?.[1]];
+    };
+    expect(await markers({})).toEqual(["nomarker-up/a&amp;b.txt", "u2"]);
+    expect(await markers({ delimiter: "/" })).toEqual(["nomarker-up/z/", undefined]);
   });
 });
 

@@ -104,7 +104,7 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
   const named = setFirstElementText(xml, "Name", bucket.name);
   // (a control character in a key or an echoed parameter: S3's reference, never raw)
-  const answered = v2 !== undefined ? v2.answer(named) : op === "ListObjectVersions" ? withResumeMarker(named, "NextKeyMarker") : q.get("delimiter") ? withResumeMarker(named, "NextMarker") : named;
+  const answered = v2 !== undefined ? v2.answer(named) : op === "ListObjectVersions" ? withResumeMarker(named, "NextKeyMarker", "NextVersionIdMarker") : q.get("delimiter") ? withResumeMarker(named, "NextMarker") : named;
   return xmlResponse(ctx, controlsAsReferences(maskOwners(answered, ctx.subject ?? "anonymous")));
 }
 
@@ -116,13 +116,25 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
  * before its common prefixes (listed again), or, with no key on the page, stopped there, a listing
  * silently short.
  */
-function withResumeMarker(xml: string, name: "NextKeyMarker" | "NextMarker"): string {
+export function withResumeMarker(xml: string, name: "NextKeyMarker" | "NextMarker", idName?: "NextVersionIdMarker" | "NextUploadIdMarker"): string {
   if (elementText(xml, "IsTruncated") !== "true" || elementText(xml, name) !== undefined) return xml;
   const encoded = elementText(xml, "EncodingType") === "url";
-  const last = lastEntry(xml, encoded);
+  const last = lastEntry(xml, encoded, idName === "NextUploadIdMarker");
   if (last === undefined) return xml;
-  const id = name === "NextKeyMarker" && last.version !== undefined ? el("NextVersionIdMarker", last.version) : "";
+  const id = idName !== undefined && last.version !== undefined ? el(idName, last.version) : "";
   return insertBefore(xml, "IsTruncated", `<${name}>${listedText(last.after, encoded)}</${name}>${id}`) ?? xml;
+}
+
+/**
+ * ListParts' NextPartNumberMarker, S3's (the page's last part number), on a truncated page whose
+ * store left it out: without it the SDKs' paginators stopped there (or asked the first page again).
+ */
+export function withNextPartNumberMarker(xml: string): string {
+  if (elementText(xml, "IsTruncated") !== "true" || elementText(xml, "NextPartNumberMarker") !== undefined) return xml;
+  let last: string | undefined;
+  for (const m of markupOnly(xml).matchAll(elementRe("PartNumber", "g"))) last = m[2]!.trim();
+  if (last === undefined || !/^\d{1,10}$/.test(last)) return xml;
+  return insertBefore(xml, "IsTruncated", el("NextPartNumberMarker", String(Number(last)))) ?? xml;
 }
 
 /** A key, prefix or marker as a listing writes it: url-encoded in an encoding-type=url one, XML-escaped. */
@@ -239,6 +251,9 @@ function insertBefore(xml: string, name: string, text: string): string | undefin
 const ATTRS = "(?:\\s[^<>]*)?(?<!/)>";
 const ENTRIES = new RegExp(`<(${PREFIXED})(Contents|Version|DeleteMarker|CommonPrefixes)${ATTRS}([\\s\\S]*?)<\\/\\1\\2>`, "g");
 const CHILDREN = new RegExp(`<(${PREFIXED})(Key|Prefix|Size|LastModified|VersionId)${ATTRS}([^<]*)<\\/\\1\\2>`, "g");
+/** ListMultipartUploads' entries, and their keys and upload ids (read as an entry's version). */
+const UPLOADS = new RegExp(`<(${PREFIXED})(Upload|CommonPrefixes)${ATTRS}([\\s\\S]*?)<\\/\\1\\2>`, "g");
+const UPLOAD_CHILDREN = new RegExp(`<(${PREFIXED})(Key|Prefix|UploadId)${ATTRS}([^<]*)<\\/\\1\\2>`, "g");
 /** The fields S3 url-encodes in an encoding-type=url listing. */
 const ENCODED_FIELDS = new RegExp(`<(${PREFIXED})(Key|Prefix|Delimiter|Marker|NextMarker|StartAfter|KeyMarker|NextKeyMarker)${ATTRS}([^<]*)<\\/\\1\\2>`, "g");
 
@@ -283,18 +298,18 @@ interface Entry {
  * markupOnly's copy (a `<` in a CDATA section or comment is no tag), the texts are read from `xml`
  * at the same offsets.
  */
-function entriesOf(xml: string): Entry[] {
+function entriesOf(xml: string, entries = ENTRIES, children = CHILDREN): Entry[] {
   const markup = markupOnly(xml);
   const out: Entry[] = [];
-  ENTRIES.lastIndex = 0;
-  for (let m = ENTRIES.exec(markup); m !== null; m = ENTRIES.exec(markup)) {
+  entries.lastIndex = 0;
+  for (let m = entries.exec(markup); m !== null; m = entries.exec(markup)) {
     const from = groupStart(m, 3);
     const body = m[3]!;
     const e: Entry = { kind: m[2]! };
     const keyName = e.kind === "CommonPrefixes" ? "Prefix" : "Key";
-    CHILDREN.lastIndex = 0;
-    for (let c = CHILDREN.exec(body); c !== null; c = CHILDREN.exec(body)) {
-      const name = c[2] === keyName ? "key" : c[2] === "Size" ? "size" : c[2] === "LastModified" ? "modified" : c[2] === "VersionId" ? "version" : undefined;
+    children.lastIndex = 0;
+    for (let c = children.exec(body); c !== null; c = children.exec(body)) {
+      const name = c[2] === keyName ? "key" : c[2] === "Size" ? "size" : c[2] === "LastModified" ? "modified" : c[2] === "VersionId" || c[2] === "UploadId" ? "version" : undefined;
       if (name === undefined || e[name] !== undefined) continue;
       const at = from + groupStart(c, 3);
       e[name] = textOf(xml.slice(at, at + c[3]!.length)) ?? "\0";
@@ -390,11 +405,14 @@ function decodedKey(s: string, encoded: boolean): string {
   }
 }
 
-/** The page's last entry: its last key (a version listing's: with its VersionId), or its last common prefix. */
-export function lastEntry(xml: string, encoded: boolean): (LastEntry & { version?: string }) | undefined {
+/**
+ * The page's last entry: its last key (a version listing's: with its VersionId; `uploads`, a
+ * ListMultipartUploads page: its last upload's key with its UploadId), or its last common prefix.
+ */
+export function lastEntry(xml: string, encoded: boolean, uploads = false): (LastEntry & { version?: string }) | undefined {
   let key: { key: string; version: string | undefined } | undefined;
   let prefix: string | undefined;
-  for (const e of entriesOf(xml)) {
+  for (const e of uploads ? entriesOf(xml, UPLOADS, UPLOAD_CHILDREN) : entriesOf(xml)) {
     if (e.kind === "CommonPrefixes") prefix = e.key ?? prefix;
     else if (e.key !== undefined) key = { key: e.key, version: e.version };
   }

@@ -31,6 +31,7 @@ import { objectLocation } from "./location.ts";
 import { s3Fail } from "./fail.ts";
 import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
 import { xmlResponse } from "./operations.ts";
+import { withNextPartNumberMarker, withResumeMarker } from "./list.ts";
 import { controlsAsReferences, el, isWellFormedResult, maskOwners, quoteListingEtags, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, unkeptWriteCondition, uploadIdOf, writeUpstream } from "./writes.ts";
@@ -187,7 +188,8 @@ async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: 
   if (text === undefined || rootOf(text) !== root || !isWellFormedResult(text, MAX_RESULT_BODY)) throw s3Fail(s3Error("InternalError", "The upstream's listing could not be read."));
   // (as the other listings: Cache-Control private to a signed caller, never kept by a shared cache;
   // a ListParts' bare part ETags quoted, as the object listings')
-  const named = setFirstElementText(root === "ListPartsResult" ? quoteListingEtags(text) : text, "Bucket", ctx.bucket!.name);
+  // (and a truncated page's resume markers, S3's, where the store left them out: list.ts)
+  const named = setFirstElementText(root === "ListPartsResult" ? withNextPartNumberMarker(quoteListingEtags(text)) : withResumeMarker(text, "NextKeyMarker", "NextUploadIdMarker"), "Bucket", ctx.bucket!.name);
   return xmlResponse(ctx, controlsAsReferences(maskOwners(named, ctx.subject ?? "anonymous")));
 }
 
