@@ -101,6 +101,11 @@ function listBucketXml(q: URLSearchParams): string {
     const version = (id: string) => `<Version><Key>vnomarker/a.txt</Key><VersionId>${id}</VersionId><IsLatest>${id === "v2"}</IsLatest><LastModified>2025-01-01T00:00:00.000Z</LastModified><ETag>&quot;e1&quot;</ETag><Size>26</Size><StorageClass>STANDARD</StorageClass></Version>`;
     return `${top}<MaxKeys>2</MaxKeys><IsTruncated>true</IsTruncated>${version("v2")}${version("v1")}</ListBucketResult>`;
   }
+  if (prefix === "vkeyonly/") {
+    // a truncated ListObjectVersions page with a NextKeyMarker but without its NextVersionIdMarker: two of a key's three versions
+    const version = (id: string) => `<Version><Key>vkeyonly/a.txt</Key><VersionId>${id}</VersionId><IsLatest>${id === "v3"}</IsLatest><LastModified>2025-01-01T00:00:00.000Z</LastModified><ETag>&quot;e1&quot;</ETag><Size>26</Size><StorageClass>STANDARD</StorageClass></Version>`;
+    return `${top}<MaxKeys>2</MaxKeys><NextKeyMarker>vkeyonly/a.txt</NextKeyMarker><IsTruncated>true</IsTruncated>${version("v3")}${version("v2")}</ListBucketResult>`;
+  }
   if (prefix === "badpct/") {
     // encoding-type=url asked, a truncated page whose last key's escape is broken (%E2%82 cut short, %ZZ)
     const key = q.get("start-after") === null ? "badpct/%E2%82" : "badpct/%ZZ";

@@ -321,6 +321,9 @@ describe("a truncated listing page without the marker S3 gives it (ListObjects V
     };
     expect(await markers("vnomarker/")).toEqual(["vnomarker/a.txt", "v1"]);
     expect(await markers("nomarker/")).toEqual(["nomarker/y&amp;z/", undefined]);
+    // (a store's NextKeyMarker without its NextVersionIdMarker: resumed with the key alone, the key's
+    // versions after the page were skipped)
+    expect(await markers("vkeyonly/")).toEqual(["vkeyonly/a.txt", "v2"]);
   });
 });
 

@@ -117,11 +117,16 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
  * silently short.
  */
 export function withResumeMarker(xml: string, name: "NextKeyMarker" | "NextMarker", idName?: "NextVersionIdMarker" | "NextUploadIdMarker"): string {
-  if (elementText(xml, "IsTruncated") !== "true" || elementText(xml, name) !== undefined) return xml;
+  if (elementText(xml, "IsTruncated") !== "true") return xml;
+  const given = elementText(xml, name);
+  if (given !== undefined && (idName === undefined || elementText(xml, idName) !== undefined)) return xml;
   const encoded = elementText(xml, "EncodingType") === "url";
   const last = lastEntry(xml, encoded, idName === "NextUploadIdMarker");
   if (last === undefined) return xml;
   const id = idName !== undefined && last.version !== undefined ? el(idName, last.version) : "";
+  // A store's NextKeyMarker without its id, naming the page's last key: that entry's id with it
+  // (resumed with the key alone, the key's versions or uploads after the page were skipped).
+  if (given !== undefined) return id !== "" && !last.past && decodedKey(given, encoded) === last.after ? (insertBefore(xml, "IsTruncated", id) ?? xml) : xml;
   return insertBefore(xml, "IsTruncated", `<${name}>${listedText(last.after, encoded)}</${name}>${id}`) ?? xml;
 }
 
