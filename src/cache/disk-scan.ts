@@ -199,6 +199,27 @@ function liveLock(file: string, o: { notMine?: boolean; boundOnly?: boolean } = 
   }
 }
 
+/** The writer of a lock written aside by takeLock (instance-<port>.lock.<pid>.tmp), until renamed into place. */
+function lockAsideOwner(name: string): { pid: number; start: undefined } | undefined {
+  const m = /^instance-.+\.lock\.(\d+)\.tmp$/.exec(name);
+  return m === null ? undefined : { pid: Number(m[1]), start: undefined };
+}
+
+/** Removes the files in `folder` whose name `ownerOf` reads a writer from, that writer gone (alive); how many. */
+async function removeLeftOver(folder: string, ownerOf: (name: string) => { pid: number; start: string | undefined } | undefined): Promise<number> {
+  let removed = 0;
+  for (const name of await list(folder)) {
+    const owner = ownerOf(name);
+    if (owner === undefined) continue;
+    const file = join(folder, name);
+    const written = await stat(file).then((st) => st.mtimeMs, () => undefined);
+    if (written === undefined || alive(owner, written)) continue;
+    await unlink(file).catch(() => {});
+    removed++;
+  }
+  return removed;
+}
+
 /**
  * Writes this process's lock for `instance` in `dir` (it names the files' owner while it runs;
  * `bound`: its listeners are bound); false, leaving it, when it names another running process,
@@ -307,19 +328,11 @@ export function liveOthers(dir: string, mine: string | undefined, boundOnly = fa
  * defers it until its listeners are bound).
  */
 export async function scanDir(dir: string, spare: (f: ScannedFile) => boolean = () => false, shared = false, remove: (file: string) => Promise<void> = (file) => unlink(file).catch(() => {})): Promise<ScanResult> {
-  let tempsRemoved = 0;
   // Only names of temporary files (tmp/<pid>.<start>.<random>.part) whose writer is gone: every
   // other file in tmp/ was deleted too, and with tmp/ a symbolic link to a folder outside, every
-  // file in that folder.
-  for (const name of await list(join(dir, "tmp"))) {
-    const owner = ownerOfTemp(name);
-    if (owner === undefined) continue;
-    const file = join(dir, "tmp", name);
-    const written = await stat(file).then((st) => st.mtimeMs, () => undefined);
-    if (written === undefined || alive(owner, written)) continue;
-    await unlink(file).catch(() => {});
-    tempsRemoved++;
-  }
+  // file in that folder. And a lock's text written aside (takeLock) by a process that stopped
+  // before renaming it into place (killed, the machine down): never removed, one more each time.
+  const tempsRemoved = (await removeLeftOver(join(dir, "tmp"), ownerOfTemp)) + (await removeLeftOver(dir, lockAsideOwner));
 
   const candidates: { file: string; hash: string }[] = [];
   for (const sub of await objectFolders(join(dir, "objects"))) {

@@ -870,6 +870,21 @@ describe("two proxies sharing one folder", () => {
     }
   });
 
+  test("a lock written aside by a process that stopped before renaming it (instance-<port>.lock.<pid>.tmp) is removed at start; a running process's is left", async () => {
+    const dir = freshDir();
+    mkdirSync(dir, { recursive: true });
+    const dead = Bun.spawn(["true"]);
+    await dead.exited;
+    const stale = join(dir, `instance-8081.lock.${dead.pid}.tmp`);
+    const running = join(dir, `instance-8082.lock.${process.ppid}.tmp`);
+    writeFileSync(stale, `${dead.pid} x\n`);
+    writeFileSync(running, `${process.ppid} x\n`);
+    const d = new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 16 << 20, instance: "8081" });
+    await d.ready;
+    expect([existsSync(stale), existsSync(running)]).toEqual([false, true]);
+    await d.close();
+  });
+
   test.skipIf(process.getuid?.() !== 0)("a start on a full file system (its lock write failing, ENOSPC: exit 3) leaves no empty lock behind", () => {
     const mnt = mkdtempSync(join(tmpdir(), "yata-disk-full-"));
     const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt]);
