@@ -22,7 +22,7 @@
  */
 import { mkdirSync, accessSync, chmodSync, constants, existsSync, lstatSync, readdirSync, readFileSync, statSync, statfsSync, writeFileSync } from "node:fs";
 import { lstat, open, readdir, rename, rmdir, unlink, mkdir, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { UNTYPED_CONTENT_TYPE } from "../http/headers.ts";
 import { LruMap } from "../util/lru.ts";
 import { bodyIntact, dateBytes, dateOffset, encodeHead, hashOfName, HEAD_BYTES, keyHash, namedAt, newVersion, objectPath, tempName, timesBytes } from "./disk-format.ts";
@@ -599,12 +599,12 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   private check(e: Entry): Promise<"intact" | "damaged" | "unreadable"> {
     e.checking ??= bodyIntact(e.file, e.bodyOffset, e.size, e.crc!).then((r) => {
       if (r === "intact") e.unchecked = false;
-      else if (r === "damaged") this.failed(new Error("the body does not match its CRC-32"), "check");
+      else if (r === "damaged") this.failed(new Error("the body does not match its CRC-32"), "check", undefined, e.file);
       else if (r === "unreadable") {
         // (no descriptor left, an I/O error: nothing is known of the bytes; not served this
         // time, checked again by the next hit, never deleted for it)
         e.checking = undefined;
-        this.failed(new Error("the body could not be read to check its CRC-32"), "check");
+        this.failed(new Error("the body could not be read to check its CRC-32"), "check", undefined, e.file);
       }
       // ("gone": deleted meanwhile, by a purge or an eviction, or behind the layer's back; a miss)
       return r === "gone" ? "damaged" : r;
@@ -827,7 +827,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     return true;
   }
 
-  failed(err: unknown, what: string, w?: DiskWrite): void {
+  /** `file`: the file or folder that failed, when the error does not name it (its path). */
+  failed(err: unknown, what: string, w?: DiskWrite, file?: string): void {
     this.errorCount++;
     // (elapsed time: a wall clock stepped forward ended the full file system's hold at once, one
     // stepped back held the lower cap that much longer)
@@ -846,7 +847,10 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     if (now - (this.errorLogged.get(error) ?? -Infinity) < 30_000) return;
     if (this.errorLogged.size >= 16) this.errorLogged.clear(); // (a few codes in practice)
     this.errorLogged.set(error, now);
-    this.log?.warn("disk cache error", { dir: this.dir, operation: what, error, errors: this.errorCount });
+    // (which file or folder, relative to the cache folder: the operator could not tell which failed)
+    const path = file ?? (err as { path?: unknown } | undefined)?.path ?? w?.tmp;
+    const named = typeof path === "string" ? { file: relative(this.dir, path) || "." } : undefined;
+    this.log?.warn("disk cache error", { dir: this.dir, operation: what, ...named, error, errors: this.errorCount });
   }
 
   ended(w: DiskWrite): void {
@@ -1159,7 +1163,7 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
       if (this.lru.peek(e.key) === e) this.remove(e, true);
       // (gone: deleted meanwhile, by a purge here or by another process on a shared folder; a
       // miss, no error, as a hit's check finds it)
-      if ((err as { code?: string }).code !== "ENOENT") this.failed(err, "refresh");
+      if ((err as { code?: string }).code !== "ENOENT") this.failed(err, "refresh", undefined, e.file);
       return;
     } finally {
       e.refreshing--;

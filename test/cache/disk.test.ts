@@ -376,7 +376,9 @@ console.log(JSON.stringify({ hit: hit !== undefined, after: after === undefined 
 
 describe("a file that cannot be deleted", () => {
   test("an eviction or purge whose unlink fails (not ENOENT) is counted as a disk error, not silent; an empty folder made in a file's place (mkdir) goes with its entry, no error (its unlink failed, EISDIR: counted, warned, retried every 5 s and at every start)", async () => {
-    const d = await open(freshDir());
+    const warned: Array<Record<string, unknown>> = [];
+    const d = new DiskLayer({ dir: freshDir(), maxBytes: 64 << 20, maxItemBytes: 16 << 20, log: { info() {}, warn: (m: string, f?: Record<string, unknown>) => void (m === "disk cache error" && warned.push(f ?? {})) } });
+    await d.ready;
     await d.put(obj("b/one", 1000));
     const emptied = files(d.dir)[0]!;
     rmSync(emptied);
@@ -393,6 +395,8 @@ describe("a file that cannot be deleted", () => {
     const before = d.errors();
     expect(await d.delete("b/one")).toBe(true);
     await waitFor(() => d.errors() > before, { message: "the failed unlink to be counted" });
+    // (the warning names the file, relative to the cache folder: it named none)
+    expect(warned[0]).toMatchObject({ operation: "unlink", file: file.slice(d.dir.length + 1) });
     // a file already gone is not an error
     await d.put(obj("b/two", 1000));
     rmSync(files(d.dir).find((f) => !f.startsWith(file))!);
