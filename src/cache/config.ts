@@ -311,22 +311,42 @@ const PROCESS_OWN_MIB = 80;
 const MEMORY_LAYER_RSS = 1.6;
 
 /**
- * The memory limit of this process's control group, in bytes (cgroup v2 `memory.max`, else v1
- * `memory.limit_in_bytes`: in a container, the container's): undefined when there is none
- * ("max", v1's page-rounded 2^63) or neither file can be read.
+ * The memory limit of this process's control group, in bytes: the lowest `memory.max` (cgroup v2)
+ * or `memory.limit_in_bytes` (v1) of its group and every group above it, up to the mount `root`
+ * (a limit set on a parent, a pod's or a systemd slice's, binds the process as well: only the
+ * mount root's was read, so a limit on a parent was missed). The group's path is the one
+ * /proc/self/cgroup (`self`) names; in a container with its own cgroup namespace it is `/`, the
+ * root alone. Undefined when there is none ("max", v1's page-rounded 2^63) or no file can be read.
  */
-export function cgroupMemoryLimit(files: readonly string[] = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]): number | undefined {
-  for (const file of files) {
+export function cgroupMemoryLimit(root = "/sys/fs/cgroup", self = "/proc/self/cgroup"): number | undefined {
+  let lines: string[] = [];
+  try {
+    lines = readFileSync(self, "utf8").split("\n");
+  } catch {
+    // (no /proc: the mount root's files alone)
+  }
+  const v2 = lines.find((l) => l.startsWith("0::"))?.slice(3);
+  const v1 = lines.map((l) => /^\d+:([^:]*):(.*)$/.exec(l)).find((m) => m !== null && m[1]!.split(",").includes("memory"))?.[2];
+  const limits = [lowestLimit(root, v2, "memory.max"), lowestLimit(join(root, "memory"), v1, "memory.limit_in_bytes")].filter((n) => n !== undefined);
+  return limits.length === 0 ? undefined : Math.min(...limits);
+}
+
+/** The lowest limit in `name` of the group at `path` under `root` and of each group above it. */
+function lowestLimit(root: string, path: string | undefined, name: string): number | undefined {
+  // (a path outside the namespace's root, "/../x", is the root's alone)
+  const levels = path === undefined || path.split("/").includes("..") ? [] : path.split("/").filter((p) => p !== "");
+  let lowest: number | undefined;
+  for (let i = levels.length; i >= 0; i--) {
     let text: string;
     try {
-      text = readFileSync(file, "utf8").trim();
+      text = readFileSync(join(root, ...levels.slice(0, i), name), "utf8").trim();
     } catch {
       continue;
     }
     const bytes = Number(text);
-    return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : undefined;
+    if (Number.isSafeInteger(bytes) && bytes > 0 && (lowest === undefined || bytes < lowest)) lowest = bytes;
   }
-  return undefined;
+  return lowest;
 }
 
 /**

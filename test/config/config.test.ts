@@ -1,6 +1,6 @@
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, formatIssues, loadConfig, parseConfig, shownArgument, type ConfigIssue } from "../../src/config/load.ts";
@@ -117,15 +117,30 @@ describe("parseConfig", () => {
     expect(memoryLimitNote(cache("enabled: true"), 1, undefined)).toBeUndefined();
     expect(memoryLimitNote(cache("enabled: false"), 1, 512 * MiB)).toBeUndefined();
     expect(memoryLimitNote(cache("enabled: true, cache_layers: [disk], disk: { path: /tmp/d }"), 1, 512 * MiB)).toBeUndefined();
-    // cgroup v2's memory.max, v1's memory.limit_in_bytes; "max" and v1's page-rounded 2^63 are no limit
+    // cgroup v2's memory.max, v1's memory.limit_in_bytes; "max" and v1's page-rounded 2^63 are no
+    // limit; the lowest of the process's group (/proc/self/cgroup's path) and every group above it
+    // (a limit on a parent, a pod's or a slice's: only the mount root's was read)
     const dir = mkdtempSync(join(tmpdir(), "yata-cgroup-"));
     try {
-      const file = (name: string, text: string) => (writeFileSync(join(dir, name), text), join(dir, name));
-      expect(cgroupMemoryLimit([file("v2", "536870912\n"), file("v1", "1\n")])).toBe(512 * MiB);
-      expect(cgroupMemoryLimit([join(dir, "missing"), file("v1b", "268435456\n")])).toBe(256 * MiB);
-      expect(cgroupMemoryLimit([file("max", "max\n")])).toBeUndefined();
-      expect(cgroupMemoryLimit([file("huge", "9223372036854771712\n")])).toBeUndefined();
-      expect(cgroupMemoryLimit([join(dir, "none")])).toBeUndefined();
+      const file = (name: string, text: string) => (mkdirSync(join(dir, name, ".."), { recursive: true }), writeFileSync(join(dir, name), text), join(dir, name));
+      const limit = (root: string, self: string) => cgroupMemoryLimit(join(dir, root), file(`${root}.self`, self));
+      file("v2/memory.max", "max\n");
+      file("v2/kubepods/pod1/memory.max", "536870912\n");
+      file("v2/kubepods/pod1/c1/memory.max", "max\n");
+      expect(limit("v2", "0::/kubepods/pod1/c1\n")).toBe(512 * MiB);
+      expect(limit("v2", "0::/\n")).toBeUndefined();
+      file("v2/kubepods/pod1/c1/memory.max", "1073741824\n");
+      expect(limit("v2", "0::/kubepods/pod1/c1\n")).toBe(512 * MiB);
+      expect(limit("v2", "0::/../../elsewhere\n")).toBeUndefined();
+      // (in a container with its own cgroup namespace: "/", the mount root's own)
+      file("ns/memory.max", "268435456\n");
+      expect(limit("ns", "0::/\n")).toBe(256 * MiB);
+      // v1: the memory controller's line, its folder under the mount's memory/
+      file("v1/memory/memory.limit_in_bytes", "9223372036854771712\n");
+      file("v1/memory/slice/memory.limit_in_bytes", "268435456\n");
+      expect(limit("v1", "4:memory:/slice/svc\n3:cpu:/\n0::/\n")).toBe(256 * MiB);
+      expect(limit("v1", "4:memory:/\n")).toBeUndefined();
+      expect(cgroupMemoryLimit(join(dir, "none"), join(dir, "none.self"))).toBeUndefined();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
