@@ -736,11 +736,38 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   diskItemDefault(raw, semantic.config);
   // (what is valid but probably unwanted is a warning at start-up, as the README says: at info, a
   // secret with a secret file's newline or an S3 API open to every host went unsaid under level warn)
-  const warnings = [...listenerAddressNotes(raw as Record<string, unknown>), ...unexpandedTemplates(raw), ...paddedSecrets(raw)];
+  const warnings = [...listenerAddressNotes(raw as Record<string, unknown>), ...unexpandedTemplates(raw), ...paddedSecrets(raw), ...unusedMemorySection(raw, semantic.config, (path) => formatIssues([{ path: "", message: "", line: y.lineOf(path) }], opts.file))];
   const notes = [...adopted.notes, ...otherAuthorizerKeys(raw), ...warnings];
   if (notes.length > 0) semantic.config.notes = notes;
   if (warnings.length > 0) semantic.config.warnings = warnings;
   return semantic.config;
+}
+
+/**
+ * cache.memory's keys while the memory layer is not used (`cache_layers` leaves it out, or no
+ * bucket is cached), named with where the file writes them (`at`: "config.yaml:12: "): read by
+ * nothing, they were taken without a word, an operator sizing a layer that does not exist. With
+ * the cache on, its default_ttl_seconds is still every layer's freshness. (A cache on without any
+ * bucket opting in, or buckets under cache.enabled: false, have notes of their own.)
+ */
+function unusedMemorySection(raw: unknown, config: Config, at: (path: PathSegment[]) => string): string[] {
+  const cache = (raw as { cache?: unknown } | null)?.cache;
+  const memory = cache !== null && typeof cache === "object" ? (cache as { memory?: unknown }).memory : undefined;
+  if (memory === null || typeof memory !== "object" || Array.isArray(memory)) return [];
+  const layers = config.cache.cache_layers;
+  const cached = config.buckets.some((b) => b.cache?.enabled === true);
+  let keys = Object.keys(memory);
+  let why: (them: string) => string;
+  if (!layers.includes("memory")) {
+    why = (them) => `cache.cache_layers (${layers.join(", ")}) leaves the memory layer out: add memory to cache_layers to use it, or remove ${them}`;
+    if (config.cache.enabled && cached) keys = keys.filter((k) => k !== "default_ttl_seconds");
+  } else if (!cached && (cache as { enabled?: unknown }).enabled !== true) {
+    const off = (cache as { enabled?: unknown }).enabled === false ? "cache.enabled is false" : "no bucket is cached (a bucket caches only with its own cache: { enabled: true })";
+    why = () => `${off}, so there is no memory layer`;
+  } else return [];
+  if (keys.length === 0) return [];
+  const named = keys.map((k) => `cache.memory.${k}`).join(", ");
+  return [`${at(["cache", "memory"])}${named} ${keys.length > 1 ? "have" : "has"} no effect: ${why(keys.length > 1 ? "them" : "it")}`];
 }
 
 /**

@@ -146,6 +146,21 @@ describe("parseConfig", () => {
     }
   });
 
+  test("a cache.memory section while the memory layer is not used (left out of cache_layers, or no bucket cached) is a warning naming its keys and file:line (it was read by nothing, unsaid)", () => {
+    const BC = B.replace("    s3:", "    cache: { enabled: true }\n    s3:");
+    const warned = (yaml: string) => parseConfig(yaml, { env: {}, file: "/etc/y/config.yaml" }).warnings?.filter((w) => w.includes("cache.memory")) ?? [];
+    // (with the cache on, default_ttl_seconds is every layer's freshness: not named)
+    expect(warned(`cache:\n  cache_layers: [disk]\n  disk: { path: /tmp/d }\n  memory: { max_cache_size_mb: 64, default_ttl_seconds: 60 }\n${BC}`)).toEqual([
+      "/etc/y/config.yaml:4: cache.memory.max_cache_size_mb has no effect: cache.cache_layers (disk) leaves the memory layer out: add memory to cache_layers to use it, or remove it",
+    ]);
+    expect(warned(`cache:\n  memory:\n    max_item_size_mb: 5\n    max_cache_size_mb: 64\n${B}`)).toEqual([
+      "/etc/y/config.yaml:2: cache.memory.max_item_size_mb, cache.memory.max_cache_size_mb have no effect: no bucket is cached (a bucket caches only with its own cache: { enabled: true }), so there is no memory layer",
+    ]);
+    // used: nothing said
+    expect(warned(`cache:\n  memory: { max_cache_size_mb: 64 }\n${BC}`)).toEqual([]);
+    expect(warned(`cache:\n  cache_layers: [disk]\n  disk: { path: /tmp/d }\n  memory: { default_ttl_seconds: 60 }\n${BC}`)).toEqual([]);
+  });
+
   test("a disk max_item_size_mb left out is each worker's share when smaller (workers: 2 over 256 MiB took 256 MiB items and warned to change two keys never written)", () => {
     const disk = (server: string, d: string) => parseConfig(`server: { ${server} }\ncache: { enabled: true, cache_layers: [memory, disk], disk: { path: /tmp/d, ${d} } }\n${B}`, { env: {} }).cache;
     const two = disk("workers: 2", "max_disk_size_mb: 256");
