@@ -307,11 +307,8 @@ export class JwksClient {
 /** " to <url>" (no credentials or query) for a redirect's Location, or "" when it has none. */
 function redirectTarget(location: string | null, base: string): string {
   if (location === null) return "";
-  try {
-    return ` to ${urlForLogs(new URL(location, base).href)}`;
-  } catch {
-    return "";
-  }
+  const u = URL.parse(location, base);
+  return u === null ? "" : ` to ${urlForLogs(u.href)}`;
 }
 
 /** The kind of a JWKS fetch failure, with no host, address or URL in it (see readiness). */

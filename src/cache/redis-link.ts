@@ -83,22 +83,15 @@ export class RedisUnavailable extends Error {
 
 /** Where Redis is, for logs: never the userinfo (it may hold a password). */
 export function redisTarget(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname !== "/" ? u.pathname : ""}`;
-  } catch {
-    return "redis";
-  }
+  const u = URL.parse(url);
+  if (u === null) return "redis";
+  return `${u.protocol}//${u.host}${u.pathname !== "/" ? u.pathname : ""}`;
 }
 
 /** The database a Redis URL selects (its path; 0 when it has none). */
 export function redisDatabase(url: string): number {
-  try {
-    const m = /^\/(\d+)$/.exec(new URL(url).pathname);
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
+  const m = /^\/(\d+)$/.exec(URL.parse(url)?.pathname ?? "");
+  return m ? Number(m[1]) : 0;
 }
 
 const noop = () => {};

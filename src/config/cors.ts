@@ -49,7 +49,7 @@ const origin = z
 function impossibleIpv6(s: string): string | undefined {
   const m = /^(https?:\/\/)(\[[^\]]*\])/.exec(s);
   if (m === null) return undefined;
-  const host = URL.canParse(`http://${m[2]}`) ? new URL(`http://${m[2]}`).hostname : undefined;
+  const host = URL.parse(`http://${m[2]}`)?.hostname;
   if (host === undefined) return `${m[2]} is not an IPv6 address`;
   if (host === m[2]) return undefined;
   return `a browser sends this origin as "${m[1]}${host}${s.slice(m[0].length)}" (an IPv6 address as URLs write it): list it so`;

@@ -353,10 +353,8 @@ function decodes(s: string): boolean {
  * echoes the URL: it may hold a password.
  */
 export function redisUrlProblem(v: string): string | undefined {
-  let u: URL;
-  try {
-    u = new URL(v);
-  } catch {
+  const u = URL.parse(v);
+  if (u === null) {
     // (the usual cause: a password with '/', '?', '#' or '@' as it is, which ends the userinfo early)
     if (unbracketedIpv6(v)) return `${NOT_A_REDIS_URL}: an IPv6 host goes in brackets (redis://[::1]:6379/0)`;
     if (v.lastIndexOf("@") > v.indexOf("//")) return PERCENT_ENCODE;

@@ -39,12 +39,8 @@ export function urlKey(message?: string, protocol?: RegExp) {
 
 /** Why a URL's userinfo is refused, with what to use instead; undefined when it has none (or is not a URL). */
 export function userinfoProblem(url: string, instead: string): string | undefined {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    return undefined; // the schema reports invalid URLs
-  }
+  const u = URL.parse(url);
+  if (u === null) return undefined; // the schema reports invalid URLs
   if (u.username === "" && u.password === "") return undefined;
   return `must not contain a user name or password (user:password@host): ${instead}`;
 }
@@ -56,12 +52,8 @@ export function userinfoProblem(url: string, instead: string): string | undefine
  * Undefined when the host is fine (or the value is no URL: the schema says so).
  */
 export function emptyLabelHostProblem(url: string): string | undefined {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    return undefined;
-  }
+  const u = URL.parse(url);
+  if (u === null) return undefined;
   const host = u.hostname;
   // (not http(s), `minio:9000` among them: the scheme check says what is wrong)
   if (!/^https?:$/.test(u.protocol) || host.startsWith("[")) return undefined;
@@ -72,12 +64,9 @@ export function emptyLabelHostProblem(url: string): string | undefined {
 
 /** A URL as it may be printed: scheme, host, port and path; never userinfo, query or fragment. */
 export function printableUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname === "/" && !url.endsWith("/") ? "" : u.pathname}`;
-  } catch {
-    return "(invalid URL)";
-  }
+  const u = URL.parse(url);
+  if (u === null) return "(invalid URL)";
+  return `${u.protocol}//${u.host}${u.pathname === "/" && !url.endsWith("/") ? "" : u.pathname}`;
 }
 
 /** A listener's `scheme://host:port` as a URL writes it: an IPv6 address in brackets (http://[::1]:8080). */

@@ -41,12 +41,8 @@ function storeKey(endpoint: string | undefined, region: string, bucket: string):
 function serviceKey(endpoint: string | undefined, region: string): string {
   // (no endpoint: AWS S3 in the region's partition, China's apart, as the upstream reaches it)
   if (endpoint === undefined) return region.startsWith("cn-") ? "aws-cn" : "aws";
-  let u: URL;
-  try {
-    u = new URL(endpoint);
-  } catch {
-    return endpoint; // (refused by validation before it gets here)
-  }
+  const u = URL.parse(endpoint);
+  if (u === null) return endpoint; // (refused by validation before it gets here)
   const host = u.hostname.toLowerCase().replace(/\.$/, "");
   if (host.endsWith(".amazonaws.com")) return "aws";
   if (host.endsWith(".amazonaws.com.cn")) return "aws-cn";

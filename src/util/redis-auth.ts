@@ -21,12 +21,8 @@ export function worthAskingWhy(err: unknown, connected: boolean, url: string): b
 
 /** "authentication failed (...)" / "authentication required (...)" / "TLS: ... not trusted (...)" / "connection refused (...)" / "no answer within N ms" (a server that took the connection and said nothing: a Redis stalled or slower than the timeout, which Bun's client reported as a closed connection) / Redis's own refusal (of the connection, or of the URL's database), or undefined when Redis refused nothing. */
 export async function redisAuthFailure(url: string, timeoutMs: number): Promise<string | undefined> {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    return undefined;
-  }
+  const u = URL.parse(url);
+  if (u === null) return undefined;
   const password = decodeURIComponent(u.password);
   const user = decodeURIComponent(u.username) || "default";
   const arg = (s: string) => `$${Buffer.byteLength(s)}\r\n${s}\r\n`;

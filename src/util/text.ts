@@ -44,10 +44,6 @@ export function fetchErrorMessage(err: unknown): string {
 
 /** The URL without credentials or query, for logs and readiness messages. */
 export function urlForLogs(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.origin}${u.pathname}`;
-  } catch {
-    return "(invalid url)";
-  }
+  const u = URL.parse(url);
+  return u === null ? "(invalid url)" : `${u.origin}${u.pathname}`;
 }

@@ -78,13 +78,10 @@ export function startHttpCall(parent: Span, name: string, method: string, url: s
 
 export function describeHttpCall(span: Span, method: string, url: string): void {
   span.set("http.request.method", method);
-  try {
-    const u = new URL(url);
-    setServer(span, u.origin);
-    span.set("url.full", `${u.origin}${u.pathname}`);
-  } catch {
-    // not a URL: nothing to record
-  }
+  const u = URL.parse(url);
+  if (u === null) return; // not a URL: nothing to record
+  setServer(span, u.origin);
+  span.set("url.full", `${u.origin}${u.pathname}`);
 }
 
 /** One cache layer's lookup as an internal span (hit, miss or error), keeping the layer's sync/async answer. */
