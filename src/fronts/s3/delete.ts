@@ -32,7 +32,7 @@ import { mayAccess, refusalReason } from "./permissions.ts";
 import { emptyAnswer, entryErrorOf, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
-import { child, childText, childrenNamed } from "./xml-reader.ts";
+import { child, childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, readXmlBody, requestHeaders, unkeptDeleteCondition, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
 import { versionIdOf, versionIdProblem } from "./operations.ts";
@@ -204,38 +204,7 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
   if (!CHECKSUM_HEADERS.some((h) => ctx.req.headers.has(h)) && !checksumTrailer(ctx)) {
     throw s3Fail(s3Error("InvalidRequest", "Missing required header for this request: Content-MD5 or x-amz-checksum-*"));
   }
-  const doc = await readXmlBody(ctx, "Delete");
-  // (a delete is not undone: an element S3's schema does not have there, such as an <Object>
-  // nested in another, is MalformedXML, never skipped while the entry around it is acted on)
-  if (doc.children.some((c) => c.name !== "Object" && c.name !== "Quiet")) throw s3Fail(malformed());
-  const objects = childrenNamed(doc, "Object");
-  if (objects.length === 0 || objects.length > MAX_DELETE_KEYS) throw s3Fail(malformed());
-  // (S3's schema: an xsd:boolean, whose forms are true, false, 1 and 0, as older SDKs write it;
-  // anything else is MalformedXML)
-  const quietText = fieldText(doc, "Quiet")?.trim().toLowerCase();
-  if (quietText !== undefined && !QUIET_VALUES.has(quietText)) throw s3Fail(malformed());
-  const quiet = quietText === "true" || quietText === "1";
-  const outcomes: Outcome[] = objects.map((o) => {
-    // (an entry names one key, at most one version and one ETag, each as text: a second one, or
-    // elements inside one, is MalformedXML, never silently dropped)
-    if (o.children.some((c) => !OBJECT_FIELDS.has(c.name))) throw s3Fail(malformed());
-    const key = fieldText(o, "Key");
-    const versionId = fieldText(o, "VersionId");
-    const etag = fieldText(o, "ETag");
-    if (key === undefined) throw s3Fail(malformed());
-    // (S3's conditions for directory buckets: refused rather than dropped, see above)
-    for (const name of DIRECTORY_BUCKET_CONDITIONS) {
-      if (child(o, name) !== undefined) throw s3Fail(s3Error("NotImplemented", `A delete conditional on <${name}> is not supported through this proxy (only <ETag> is): the object would be deleted without the condition.`));
-    }
-    const entry: Outcome = versionId === undefined ? { key } : { key, versionId };
-    if (etag !== undefined) entry.etag = etag;
-    const problem = keyProblem(key) ?? (versionId === undefined ? undefined : versionIdProblem(versionId));
-    if (problem !== undefined) {
-      entry.code = "InvalidArgument";
-      entry.message = problem;
-    }
-    return entry;
-  });
+  const { outcomes, quiet } = requestedEntries(await readXmlBody(ctx, "Delete"));
   const pending = outcomes.filter((o) => o.code === undefined);
   const allowed = await allowedEntries(ctx, pending);
   const send: Outcome[] = [];
@@ -274,55 +243,7 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
       await unsure();
       throw s3Fail(errorOf(res.status, result, upstream.bucket));
     }
-    // Every result the upstream gave for an entry (a key, or a key's version), and for a key: one
-    // entry named twice with different conditions (an <ETag> and none, or two <ETag>s) has one
-    // result per condition, and S3's results do not say which condition each answers.
-    const byEntry = new Map<string, Outcome[]>();
-    // A key's results as S3 reports them even if it adds a VersionId the request did not name.
-    const byKey = new Map<string, Outcome[]>();
-    /** Keys S3 reports deleted: purged from the cache whatever the other entries of the key say. */
-    const deletedKeys = new Set<string>();
-    for (const c of result.children) {
-      if (c.name !== "Deleted" && c.name !== "Error") continue;
-      const key = childText(c, "Key");
-      if (key === undefined) continue;
-      const r: Outcome =
-        c.name === "Deleted"
-          ? { key, versionId: childText(c, "VersionId"), deleted: true, deleteMarker: childText(c, "DeleteMarker"), deleteMarkerVersionId: childText(c, "DeleteMarkerVersionId") }
-          : { key, versionId: childText(c, "VersionId"), ...entryErrorOf(c, upstream.bucket) };
-      if (r.deleted) deletedKeys.add(key);
-      add(byEntry, entryId(r), r);
-      add(byKey, key, r);
-    }
-    // Each entry sent gets one of its results: the entries named without a condition take the
-    // deletions first (a deletion with no condition cannot have failed one), the conditional ones
-    // what is left, in the order sent; every occurrence of an entry in the request gets its result.
-    const resultOf = new Map<DeleteEntry, Outcome>();
-    const groups = new Map<string, DeleteEntry[]>();
-    for (const e of unique.values()) add(groups, entryId(e), e);
-    for (const [id, entries] of groups) {
-      const e0 = entries[0]!;
-      // (a store that writes a key's CR raw in its answer, as s3rver does where S3 writes &#13;, is
-      // read with the CR as LF, XML's line-end rule: such a key is matched that way too)
-      const readKey = e0.key.includes("\r") ? e0.key.replace(/\r\n?/g, "\n") : undefined;
-      const found =
-        byEntry.get(id) ??
-        (readKey === undefined ? undefined : byEntry.get(entryId({ ...e0, key: readKey }))) ??
-        (e0.versionId === undefined ? (byKey.get(e0.key) ?? (readKey === undefined ? undefined : byKey.get(readKey))) : undefined);
-      if (found === undefined) continue;
-      const results = [...found].sort((a, b) => Number(b.deleted === true) - Number(a.deleted === true));
-      const ordered = [...entries].sort((a, b) => Number(a.etag !== undefined) - Number(b.etag !== undefined));
-      ordered.forEach((e, i) => resultOf.set(e, results[Math.min(i, results.length - 1)]!));
-    }
-    for (const o of send) {
-      const sent = unique.get(conditionalId(o))!;
-      const r = resultOf.get(sent) ?? { key: o.key, code: "InternalError", message: "The upstream did not report on this key." };
-      o.deleted = r.deleted;
-      o.deleteMarker = r.deleteMarker;
-      o.deleteMarkerVersionId = r.deleteMarkerVersionId;
-      o.code = r.code;
-      o.message = r.message;
-    }
+    const deletedKeys = takeResults(result, unique, send, upstream.bucket);
     // A key S3 deleted, or one whose entries did not all fail their condition (an error may have
     // changed it): purged from every cache layer. A key whose every entry S3 refused on its
     // condition was left as it was: nothing to invalidate.
@@ -342,6 +263,109 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
     result: o.deleted ? "allowed" : o.code === "AccessDenied" ? "denied" : "failed",
     reason: o.deleted ? undefined : (o.code ?? "InternalError"),
   }));
+  return xmlAnswer(ctx, res, deleteResultXml(outcomes, quiet));
+}
+
+/**
+ * The entries of a Delete document, in request order, and its Quiet. The document's shape is
+ * checked whole first (MalformedXML, nothing deleted); an entry whose key or version id a single
+ * request could not name is an InvalidArgument outcome of its own, not sent.
+ */
+function requestedEntries(doc: XmlElement): { outcomes: Outcome[]; quiet: boolean } {
+  // (a delete is not undone: an element S3's schema does not have there, such as an <Object>
+  // nested in another, is MalformedXML, never skipped while the entry around it is acted on)
+  if (doc.children.some((c) => c.name !== "Object" && c.name !== "Quiet")) throw s3Fail(malformed());
+  const objects = childrenNamed(doc, "Object");
+  if (objects.length === 0 || objects.length > MAX_DELETE_KEYS) throw s3Fail(malformed());
+  // (S3's schema: an xsd:boolean, whose forms are true, false, 1 and 0, as older SDKs write it;
+  // anything else is MalformedXML)
+  const quietText = fieldText(doc, "Quiet")?.trim().toLowerCase();
+  if (quietText !== undefined && !QUIET_VALUES.has(quietText)) throw s3Fail(malformed());
+  const quiet = quietText === "true" || quietText === "1";
+  const outcomes: Outcome[] = objects.map((o) => {
+    // (an entry names one key, at most one version and one ETag, each as text: a second one, or
+    // elements inside one, is MalformedXML, never silently dropped)
+    if (o.children.some((c) => !OBJECT_FIELDS.has(c.name))) throw s3Fail(malformed());
+    const key = fieldText(o, "Key");
+    const versionId = fieldText(o, "VersionId");
+    const etag = fieldText(o, "ETag");
+    if (key === undefined) throw s3Fail(malformed());
+    // (S3's conditions for directory buckets: refused rather than dropped, see above)
+    for (const name of DIRECTORY_BUCKET_CONDITIONS) {
+      if (child(o, name) !== undefined) throw s3Fail(s3Error("NotImplemented", `A delete conditional on <${name}> is not supported through this proxy (only <ETag> is): the object would be deleted without the condition.`));
+    }
+    const entry: Outcome = versionId === undefined ? { key } : { key, versionId };
+    if (etag !== undefined) entry.etag = etag;
+    const problem = keyProblem(key) ?? (versionId === undefined ? undefined : versionIdProblem(versionId));
+    if (problem !== undefined) {
+      entry.code = "InvalidArgument";
+      entry.message = problem;
+    }
+    return entry;
+  });
+  return { outcomes, quiet };
+}
+
+/**
+ * Gives each entry of `send` its result from the upstream's DeleteResult (`unique`: the entries
+ * sent, by conditionalId); an entry the upstream did not report on is an InternalError. Returns
+ * the keys the upstream reports deleted.
+ */
+function takeResults(result: XmlElement, unique: ReadonlyMap<string, DeleteEntry>, send: readonly Outcome[], bucket: string): Set<string> {
+  // Every result the upstream gave for an entry (a key, or a key's version), and for a key: one
+  // entry named twice with different conditions (an <ETag> and none, or two <ETag>s) has one
+  // result per condition, and S3's results do not say which condition each answers.
+  const byEntry = new Map<string, Outcome[]>();
+  // A key's results as S3 reports them even if it adds a VersionId the request did not name.
+  const byKey = new Map<string, Outcome[]>();
+  /** Keys S3 reports deleted: purged from the cache whatever the other entries of the key say. */
+  const deletedKeys = new Set<string>();
+  for (const c of result.children) {
+    if (c.name !== "Deleted" && c.name !== "Error") continue;
+    const key = childText(c, "Key");
+    if (key === undefined) continue;
+    const r: Outcome =
+      c.name === "Deleted"
+        ? { key, versionId: childText(c, "VersionId"), deleted: true, deleteMarker: childText(c, "DeleteMarker"), deleteMarkerVersionId: childText(c, "DeleteMarkerVersionId") }
+        : { key, versionId: childText(c, "VersionId"), ...entryErrorOf(c, bucket) };
+    if (r.deleted) deletedKeys.add(key);
+    add(byEntry, entryId(r), r);
+    add(byKey, key, r);
+  }
+  // Each entry sent gets one of its results: the entries named without a condition take the
+  // deletions first (a deletion with no condition cannot have failed one), the conditional ones
+  // what is left, in the order sent; every occurrence of an entry in the request gets its result.
+  const resultOf = new Map<DeleteEntry, Outcome>();
+  const groups = new Map<string, DeleteEntry[]>();
+  for (const e of unique.values()) add(groups, entryId(e), e);
+  for (const [id, entries] of groups) {
+    const e0 = entries[0]!;
+    // (a store that writes a key's CR raw in its answer, as s3rver does where S3 writes &#13;, is
+    // read with the CR as LF, XML's line-end rule: such a key is matched that way too)
+    const readKey = e0.key.includes("\r") ? e0.key.replace(/\r\n?/g, "\n") : undefined;
+    const found =
+      byEntry.get(id) ??
+      (readKey === undefined ? undefined : byEntry.get(entryId({ ...e0, key: readKey }))) ??
+      (e0.versionId === undefined ? (byKey.get(e0.key) ?? (readKey === undefined ? undefined : byKey.get(readKey))) : undefined);
+    if (found === undefined) continue;
+    const results = [...found].sort((a, b) => Number(b.deleted === true) - Number(a.deleted === true));
+    const ordered = [...entries].sort((a, b) => Number(a.etag !== undefined) - Number(b.etag !== undefined));
+    ordered.forEach((e, i) => resultOf.set(e, results[Math.min(i, results.length - 1)]!));
+  }
+  for (const o of send) {
+    const sent = unique.get(conditionalId(o))!;
+    const r = resultOf.get(sent) ?? { key: o.key, code: "InternalError", message: "The upstream did not report on this key." };
+    o.deleted = r.deleted;
+    o.deleteMarker = r.deleteMarker;
+    o.deleteMarkerVersionId = r.deleteMarkerVersionId;
+    o.code = r.code;
+    o.message = r.message;
+  }
+  return deletedKeys;
+}
+
+/** The DeleteResult the client gets: every entry in request order (Quiet: only the errors). */
+function deleteResultXml(outcomes: readonly Outcome[], quiet: boolean): string {
   let xml = XML_DECL + `<DeleteResult xmlns="${S3_XMLNS}">`;
   for (const o of outcomes) {
     const version = o.versionId === undefined ? "" : el("VersionId", o.versionId);
@@ -355,5 +379,5 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
       xml += "<Error>" + el("Key", o.key) + version + el("Code", o.code ?? "InternalError") + el("Message", o.message ?? "") + "</Error>";
     }
   }
-  return xmlAnswer(ctx, res, xml + "</DeleteResult>");
+  return xml + "</DeleteResult>";
 }
