@@ -540,7 +540,32 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
 export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: { cert: string; key: string } } = {}): { config: Config; issues: Array<{ path: PathSegment[]; message: string }> } {
   const issues: Issue[] = [];
   for (const i of cacheLayerIssues(cfg.cache)) issues.push({ path: ["cache", ...i.path], message: i.message });
+  const { host, port } = validateListeners(cfg, opts, issues);
 
+  // A bucket's `cache.enabled: true` is in force unless the top-level cache is switched off in
+  // writing (the original let the bucket's setting win; an unwritten top-level `enabled` used to
+  // leave such a bucket uncached without a word). An explicit `cache.enabled: false` stays the
+  // switch for every bucket: --check and the start-up log say which buckets it turns off.
+  cfg.cache.enabled ??= cfg.buckets.some((b) => b.cache?.enabled === true);
+
+  const names = new Map<string, number>();
+  const prefixes = new Map<string, number>();
+  cfg.buckets.forEach((b, i) => validateBucket(b, i, names, prefixes, issues));
+  // Checked even when jwt is disabled: the URL is in the config either way.
+  checkUrl(cfg.jwt?.jwks_url, ["jwt", "jwks_url"], "a JWKS is public key material and needs no credentials", issues);
+  validateJwt(cfg, opts.baseDir, issues);
+  validateS3Api(cfg, { host, port: port ?? 8080 }, issues);
+  issues.push(...rateLimitIssues(cfg));
+
+  const config = { ...cfg, server: { ...cfg.server, address: host, port: port ?? 8080 }, baseDir: opts.baseDir ?? process.cwd() } as Config;
+  return { config, issues };
+}
+
+/**
+ * The listeners' addresses, ports and TLS (server, metrics, s3_api); the proxy listener's host
+ * and port as it binds them (server.address may be "host:port"; unbracketed).
+ */
+function validateListeners(cfg: RawConfig, opts: { baseDir?: string; tls?: { cert: string; key: string } }, issues: Issue[]): { host: string; port: number | undefined } {
   // server.address may be "host:port" (the original README's form).
   let host = cfg.server.address;
   let port = cfg.server.port;
@@ -592,86 +617,75 @@ export function validateConfig(cfg: RawConfig, opts: { baseDir?: string; tls?: {
   // (a wildcard address takes the port on the addresses it covers: 0.0.0.0:8080 and 127.0.0.1:8080 clash at bind, as the S3 API's check says)
   if (cfg.metrics.enabled && cfg.metrics.port !== 0 && cfg.metrics.port === (port ?? 8080) && bindsClash(cfg.metrics.address, host))
     issues.push({ path: ["metrics", "port"], message: "the metrics listener must not use the proxy's own address and port" });
+  return { host, port };
+}
 
-  // A bucket's `cache.enabled: true` is in force unless the top-level cache is switched off in
-  // writing (the original let the bucket's setting win; an unwritten top-level `enabled` used to
-  // leave such a bucket uncached without a word). An explicit `cache.enabled: false` stays the
-  // switch for every bucket: --check and the start-up log say which buckets it turns off.
-  cfg.cache.enabled ??= cfg.buckets.some((b) => b.cache?.enabled === true);
+/**
+ * One bucket's own settings: its name, path_prefix, S3 connection, auth, authorization and
+ * ip_filter (`names`, `prefixes`: the buckets' before it, by index, for the duplicate checks).
+ */
+function validateBucket(b: RawConfig["buckets"][number], i: number, names: Map<string, number>, prefixes: Map<string, number>, issues: Issue[]): void {
+  const at = (...p: PathSegment[]) => ["buckets", i, ...p];
+  if (names.has(b.name)) issues.push({ path: at("name"), message: `duplicate bucket name '${b.name}' (also buckets[${names.get(b.name)}])` });
+  names.set(b.name, i);
+  // A name is a metric label, an access-log field and a path segment (/admin/cache/purge/<name>,
+  // the S3 front's /<name>/): a "/" made the purge path ambiguous, and "_health" is a label the
+  // proxy's own endpoints use.
+  const unseenInName = unseenCharacterProblem(b.name);
+  if (unseenInName) issues.push({ path: at("name"), message: unseenInName });
+  else if (b.name.startsWith("_")) issues.push({ path: at("name"), message: "must not start with '_' (reserved for the proxy's own endpoints in metrics and logs)" });
+  else if (BUCKET_NAME_BAD.test(b.name)) issues.push({ path: at("name"), message: "must not contain '/' or control characters (it is a path segment of the admin API and a metric label)" });
+  else if (b.name === "." || b.name === "..") issues.push({ path: at("name"), message: "must not be '.' or '..' (a dot segment: the admin API's purge path and the S3 front can never name it)" });
+  const regionIssue = regionProblem(b.s3.region);
+  if (regionIssue) issues.push({ path: at("s3", "region"), message: regionIssue });
+  const endpointIssue = endpointQueryProblem(b.s3.endpoint);
+  if (endpointIssue) issues.push({ path: at("s3", "endpoint"), message: endpointIssue });
 
-  const names = new Map<string, number>();
-  const prefixes = new Map<string, number>();
-  cfg.buckets.forEach((b, i) => {
-    const at = (...p: PathSegment[]) => ["buckets", i, ...p];
-    if (names.has(b.name)) issues.push({ path: at("name"), message: `duplicate bucket name '${b.name}' (also buckets[${names.get(b.name)}])` });
-    names.set(b.name, i);
-    // A name is a metric label, an access-log field and a path segment (/admin/cache/purge/<name>,
-    // the S3 front's /<name>/): a "/" made the purge path ambiguous, and "_health" is a label the
-    // proxy's own endpoints use.
-    const unseenInName = unseenCharacterProblem(b.name);
-    if (unseenInName) issues.push({ path: at("name"), message: unseenInName });
-    else if (b.name.startsWith("_")) issues.push({ path: at("name"), message: "must not start with '_' (reserved for the proxy's own endpoints in metrics and logs)" });
-    else if (BUCKET_NAME_BAD.test(b.name)) issues.push({ path: at("name"), message: "must not contain '/' or control characters (it is a path segment of the admin API and a metric label)" });
-    else if (b.name === "." || b.name === "..") issues.push({ path: at("name"), message: "must not be '.' or '..' (a dot segment: the admin API's purge path and the S3 front can never name it)" });
-    const regionIssue = regionProblem(b.s3.region);
-    if (regionIssue) issues.push({ path: at("s3", "region"), message: regionIssue });
-    const endpointIssue = endpointQueryProblem(b.s3.endpoint);
-    if (endpointIssue) issues.push({ path: at("s3", "endpoint"), message: endpointIssue });
+  const unseenInPrefix = unseenCharacterProblem(b.path_prefix);
+  const prefix = normalizePrefix(b.path_prefix);
+  if (prefixes.has(prefix)) issues.push({ path: at("path_prefix"), message: `duplicate path_prefix '${prefix}' (also buckets[${prefixes.get(prefix)}])` });
+  prefixes.set(prefix, i);
+  for (const r of RESERVED_PREFIXES)
+    if (prefix === r || prefix.startsWith(`${r}/`)) issues.push({ path: at("path_prefix"), message: `'${prefix}' collides with the proxy's own ${r} endpoint` });
+  if (unseenInPrefix) issues.push({ path: at("path_prefix"), message: unseenInPrefix });
+  else if (/[?#%\\\x00-\x1f\x7f]/.test(prefix) || prefix.split("/").some((s) => s === "." || s === ".."))
+    issues.push({ path: at("path_prefix"), message: "must be a plain path (no ?, #, %, backslash, control characters, . or .. segments)" });
+  b.path_prefix = prefix;
 
-    const unseenInPrefix = unseenCharacterProblem(b.path_prefix);
-    const prefix = normalizePrefix(b.path_prefix);
-    if (prefixes.has(prefix)) issues.push({ path: at("path_prefix"), message: `duplicate path_prefix '${prefix}' (also buckets[${prefixes.get(prefix)}])` });
-    prefixes.set(prefix, i);
-    for (const r of RESERVED_PREFIXES)
-      if (prefix === r || prefix.startsWith(`${r}/`)) issues.push({ path: at("path_prefix"), message: `'${prefix}' collides with the proxy's own ${r} endpoint` });
-    if (unseenInPrefix) issues.push({ path: at("path_prefix"), message: unseenInPrefix });
-    else if (/[?#%\\\x00-\x1f\x7f]/.test(prefix) || prefix.split("/").some((s) => s === "." || s === ".."))
-      issues.push({ path: at("path_prefix"), message: "must be a plain path (no ?, #, %, backslash, control characters, . or .. segments)" });
-    b.path_prefix = prefix;
+  const s3 = b.s3;
+  if (!!s3.access_key !== !!s3.secret_key)
+    issues.push({ path: at("s3", s3.access_key ? "secret_key" : "access_key"), message: "access_key and secret_key must be given together (or neither, for anonymous access)" });
+  if (s3.session_token && !s3.access_key) issues.push({ path: at("s3", "session_token"), message: "a session_token needs access_key and secret_key" });
+  for (const k of ["access_key", "session_token"] as const) {
+    const p = headerCredentialProblem(k, s3[k]);
+    if (p) issues.push({ path: at("s3", k), message: p });
+  }
+  checkUrl(s3.endpoint, at("s3", "endpoint"), "S3 credentials go in access_key and secret_key", issues);
+  if (s3.retry && s3.retry.max_backoff_ms < s3.retry.initial_backoff_ms)
+    issues.push({ path: at("s3", "retry", "max_backoff_ms"), message: `must be at least initial_backoff_ms (${s3.retry.initial_backoff_ms}), got ${s3.retry.max_backoff_ms}` });
+  const nameProblem = bucketNameProblem(s3.bucket);
+  if (nameProblem) issues.push({ path: at("s3", "bucket"), message: nameProblem });
 
-    const s3 = b.s3;
-    if (!!s3.access_key !== !!s3.secret_key)
-      issues.push({ path: at("s3", s3.access_key ? "secret_key" : "access_key"), message: "access_key and secret_key must be given together (or neither, for anonymous access)" });
-    if (s3.session_token && !s3.access_key) issues.push({ path: at("s3", "session_token"), message: "a session_token needs access_key and secret_key" });
-    for (const k of ["access_key", "session_token"] as const) {
-      const p = headerCredentialProblem(k, s3[k]);
-      if (p) issues.push({ path: at("s3", k), message: p });
-    }
-    checkUrl(s3.endpoint, at("s3", "endpoint"), "S3 credentials go in access_key and secret_key", issues);
-    if (s3.retry && s3.retry.max_backoff_ms < s3.retry.initial_backoff_ms)
-      issues.push({ path: at("s3", "retry", "max_backoff_ms"), message: `must be at least initial_backoff_ms (${s3.retry.initial_backoff_ms}), got ${s3.retry.max_backoff_ms}` });
-    const nameProblem = bucketNameProblem(s3.bucket);
-    if (nameProblem) issues.push({ path: at("s3", "bucket"), message: nameProblem });
-
-    checkRules(b.auth.claims, at("auth", "claims"), issues);
-    if (b.auth.claims.length > 0 && !b.auth.enabled) issues.push({ path: at("auth", "claims"), message: "claim rules need auth.enabled: true" });
-    issues.push(...bucketWriteIssues(b, at));
-    const az = b.authorization;
-    checkUrl(az?.opa_url, at("authorization", "opa_url"), "credentials in the URL are not supported", issues);
-    checkUrl(az?.openfga_endpoint, at("authorization", "openfga_endpoint"), "put the OpenFGA token in openfga_api_token", issues);
-    if (az?.type === "opa") {
-      if (!az.opa_url) issues.push({ path: at("authorization", "opa_url"), message: "required for type opa" });
-      if (!az.opa_policy_path) issues.push({ path: at("authorization", "opa_policy_path"), message: "required for type opa" });
-    }
-    if (az?.type === "openfga") {
-      const tokenProblem = headerCredentialProblem("openfga_api_token", az.openfga_api_token, "OpenFGA");
-      if (tokenProblem) issues.push({ path: at("authorization", "openfga_api_token"), message: tokenProblem });
-      if (!az.openfga_endpoint) issues.push({ path: at("authorization", "openfga_endpoint"), message: "required for type openfga" });
-      if (!az.openfga_store_id) issues.push({ path: at("authorization", "openfga_store_id"), message: "required for type openfga" });
-      if (!b.auth.enabled) issues.push({ path: at("authorization"), message: "openfga needs an authenticated user: set auth.enabled: true" });
-    }
-    for (const list of ["allowlist", "blocklist"] as const)
-      b.ip_filter[list].forEach((c, j) => {
-        const problem = cidrProblem(c);
-        if (problem !== undefined) issues.push({ path: at("ip_filter", list, j), message: problem });
-      });
-  });
-  // Checked even when jwt is disabled: the URL is in the config either way.
-  checkUrl(cfg.jwt?.jwks_url, ["jwt", "jwks_url"], "a JWKS is public key material and needs no credentials", issues);
-  validateJwt(cfg, opts.baseDir, issues);
-  validateS3Api(cfg, { host, port: port ?? 8080 }, issues);
-  issues.push(...rateLimitIssues(cfg));
-
-  const config = { ...cfg, server: { ...cfg.server, address: host, port: port ?? 8080 }, baseDir: opts.baseDir ?? process.cwd() } as Config;
-  return { config, issues };
+  checkRules(b.auth.claims, at("auth", "claims"), issues);
+  if (b.auth.claims.length > 0 && !b.auth.enabled) issues.push({ path: at("auth", "claims"), message: "claim rules need auth.enabled: true" });
+  issues.push(...bucketWriteIssues(b, at));
+  const az = b.authorization;
+  checkUrl(az?.opa_url, at("authorization", "opa_url"), "credentials in the URL are not supported", issues);
+  checkUrl(az?.openfga_endpoint, at("authorization", "openfga_endpoint"), "put the OpenFGA token in openfga_api_token", issues);
+  if (az?.type === "opa") {
+    if (!az.opa_url) issues.push({ path: at("authorization", "opa_url"), message: "required for type opa" });
+    if (!az.opa_policy_path) issues.push({ path: at("authorization", "opa_policy_path"), message: "required for type opa" });
+  }
+  if (az?.type === "openfga") {
+    const tokenProblem = headerCredentialProblem("openfga_api_token", az.openfga_api_token, "OpenFGA");
+    if (tokenProblem) issues.push({ path: at("authorization", "openfga_api_token"), message: tokenProblem });
+    if (!az.openfga_endpoint) issues.push({ path: at("authorization", "openfga_endpoint"), message: "required for type openfga" });
+    if (!az.openfga_store_id) issues.push({ path: at("authorization", "openfga_store_id"), message: "required for type openfga" });
+    if (!b.auth.enabled) issues.push({ path: at("authorization"), message: "openfga needs an authenticated user: set auth.enabled: true" });
+  }
+  for (const list of ["allowlist", "blocklist"] as const)
+    b.ip_filter[list].forEach((c, j) => {
+      const problem = cidrProblem(c);
+      if (problem !== undefined) issues.push({ path: at("ip_filter", list, j), message: problem });
+    });
 }
