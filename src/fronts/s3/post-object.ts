@@ -34,7 +34,8 @@ import { quotedEtag } from "../../http/conditional.ts";
 import { ProxyError } from "../../errors.ts";
 import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
 import type { RequestContext } from "../../proxy/context.ts";
-import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, putObject, uploadPart, type CompletedPart } from "../../s3/operations/index.ts";
+import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, putObject, uploadPart, type CompletedPart, type OperationContext } from "../../s3/operations/index.ts";
+import type { BucketUpstream } from "../../s3/upstream.ts";
 import { ALGORITHM, parseAmzDate, utf8HeaderValue } from "../../s3/sigv4.ts";
 import { s3RequestIdOf } from "../../s3/errors.ts";
 import { checkScope, CREDENTIAL_FORM, parseCredential } from "./auth-params.ts";
@@ -215,13 +216,130 @@ function contentMd5Of(fields: ReadonlyMap<string, string>): string | undefined {
 }
 
 /**
+ * The multipart upload a form's file goes up as once it outgrows one part: created when its
+ * first part is ready, its parts sent one at a time and in order, completed, or aborted when the
+ * upload fails. Open work from its Create until completed or aborted: a shutdown waits for it,
+ * and says which it gave up on.
+ */
+class FormMultipart {
+  /** The upstream's upload id: set once it made the upload, cleared once it completed (nothing left to abort). */
+  uploadId: string | undefined;
+  /** The part going up (its buffer is free again once it settled). */
+  inFlight: Promise<void> | undefined;
+  private readonly parts: CompletedPart[] = [];
+  private readonly open: Record<string, string>;
+  private closeWork: (() => void) | undefined;
+
+  constructor(
+    private readonly ctx: RequestContext,
+    private readonly upstream: BucketUpstream,
+    private readonly key: string,
+    private readonly headers: Record<string, string>,
+    private readonly call: OperationContext,
+  ) {
+    this.open = { bucket: upstream.bucket, key };
+  }
+
+  /**
+   * The proxy's own calls on the upload it makes, its Create and its abort, are not cut by the
+   * client's signal (a client gone, or cut, while the Create was on its way left the upload the
+   * upstream made behind, its id never read), each bounded on its own.
+   */
+  private own(): OperationContext {
+    return { signal: AbortSignal.timeout(OWN_CALL_MS), timing: this.call.timing };
+  }
+
+  /** Aborts the upload `id` (best effort: its parts must not linger, nor ever become an object); a failure is logged. */
+  private async abandon(id: string): Promise<void> {
+    const { ctx, upstream, key } = this;
+    const res = await abortMultipartUpload(upstream, { key, uploadId: id }, this.own()).catch((err: unknown) => err);
+    if (res instanceof Response) await res.body?.cancel().catch(() => {});
+    // (204, or 404: gone already; anything else leaves its parts stored, and billed, until a lifecycle rule's AbortIncompleteMultipartUpload)
+    if (!(res instanceof Response) || (!res.ok && res.status !== 404)) {
+      ctx.svc.log.warn("a form upload's multipart upload could not be aborted: its parts stay in the bucket until it is aborted (aws s3api abort-multipart-upload) or a lifecycle rule removes it", {
+        request_id: ctx.id,
+        bucket: upstream.bucket,
+        key,
+        upload_id: id,
+        ...(res instanceof Response ? { status: res.status } : { error: res instanceof Error ? res.name : "unknown" }),
+      });
+    }
+  }
+
+  private async start(): Promise<void> {
+    const { upstream, key, headers, open } = this;
+    const close = (this.closeWork = this.ctx.svc.openWork.add(open));
+    const creating = createMultipartUpload(upstream, { key, headers }, this.own());
+    // A client gone meanwhile is answered now (its buffers released, reserved in the shared budget):
+    // waited for, a Create the store was slow to answer held them up to OWN_CALL_MS after it left
+    // (a pile of them made other uploads SlowDown); the upload it makes is aborted once it is known,
+    // its open work closed only then (a shutdown waits for that abort too).
+    const created = await untilGone(creating, this.call.signal, () => {
+      this.closeWork = undefined;
+      void creating
+        .then(async (res) => {
+          const id = res.status === 200 ? uploadIdOf(await readUpstreamCapped(res, MAX_RESULT_BODY).catch(() => undefined)) : undefined;
+          if (res.status !== 200) await res.body?.cancel().catch(() => {});
+          if (id !== undefined) {
+            open.upload_id = id;
+            await this.abandon(id);
+          }
+        })
+        .catch(() => {})
+        .finally(close);
+    });
+    if (created.status !== 200) return relayError(created, upstream.bucket);
+    const id = uploadIdOf(await readUpstreamCapped(created, MAX_RESULT_BODY));
+    if (id === undefined) return fail(s3Error("InternalError", "The upstream did not start the upload."));
+    this.uploadId = id;
+    open.upload_id = id;
+  }
+
+  private async send(body: Uint8Array, partNumber: number): Promise<void> {
+    const res = await uploadPart(this.upstream, { key: this.key, uploadId: this.uploadId!, partNumber, body }, this.call);
+    const etag = res.headers.get("etag");
+    if (!res.ok || etag === null) return relayUploadError(res, this.upstream.bucket);
+    await res.body?.cancel().catch(() => {});
+    this.parts[partNumber - 1] = { partNumber, etag };
+  }
+
+  /** `body` goes up as the next part (the upload made first), once the part before it settled. */
+  async sendNext(body: Uint8Array): Promise<void> {
+    if (this.uploadId === undefined) await this.start();
+    if (this.inFlight !== undefined) await this.inFlight; // one part at a time; its buffer is free after
+    this.inFlight = this.send(body, this.parts.length + 1);
+    this.inFlight.catch(() => {}); // awaited at the next part or at the end
+  }
+
+  /** Completes the upload once its last part is in; the object's ETag. */
+  async complete(): Promise<Stored> {
+    const { upstream } = this;
+    await this.inFlight;
+    const done = await completeMultipartUpload(upstream, { key: this.key, uploadId: this.uploadId!, parts: this.parts }, this.call);
+    if (done.status !== 200) return relayUploadError(done, upstream.bucket);
+    const doc = tryParse(await readUpstreamCapped(done, MAX_RESULT_BODY));
+    if (doc?.name !== "CompleteMultipartUploadResult") return fail(ownUploadError(errorOf(done.status, doc, upstream.bucket)));
+    this.uploadId = undefined;
+    // (a bare ETag some S3-compatible stores write, quoted as S3 writes it: quotedEtag)
+    return { etag: quotedEtag(childText(doc, "ETag")?.trim() ?? ""), upstream: done };
+  }
+
+  /** After the upload, whatever became of it (its part in flight settled): an upload not completed is aborted, its open work closed. */
+  async close(): Promise<void> {
+    // (not with the client's signal: it may be why the upload failed)
+    if (this.uploadId !== undefined) await this.abandon(this.uploadId);
+    this.closeWork?.();
+  }
+}
+
+/**
  * Streams the file part upstream within the policy's size range; its ETag. Nothing is stored on
  * failure. Memory: two part buffers per upload, filled in turn, so the client keeps sending into
- * one while the other goes up (one part in flight at a time, parts in order).
+ * one while the other goes up (one part in flight at a time, parts in order: FormMultipart).
  */
 async function uploadFile(ctx: RequestContext, form: FormReader, key: string, headers: Record<string, string>, policy: PostPolicy, md5?: string): Promise<Stored> {
   // (the file's MD5, when the form gave one to check: compared before the object is stored, by
-  // the single PutObject or the Complete; a multipart upload refused then is aborted below)
+  // the single PutObject or the Complete; a multipart upload refused then is aborted: FormMultipart.close)
   const hasher = md5 === undefined ? undefined : new Bun.CryptoHasher("md5");
   const upstream = writeUpstream(ctx);
   const call = callOf(ctx);
@@ -243,72 +361,10 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   let current = 0;
   let filled = 0;
   let total = 0;
-  let uploadId: string | undefined;
-  const parts: CompletedPart[] = [];
-  /** The part going up (its buffer is free again once it settled). */
-  let inFlight: Promise<void> | undefined;
-  // The proxy's own calls on the upload it makes, its Create and its abort, are not cut by the
-  // client's signal (a client gone, or cut, while the Create was on its way left the upload the
-  // upstream made behind, its id never read), each bounded on its own.
-  const own = () => ({ signal: AbortSignal.timeout(OWN_CALL_MS), timing: call.timing });
-  // (open from its Create until completed or aborted: a shutdown waits for it, and says which it gave up on)
-  const open: Record<string, string> = { bucket: upstream.bucket, key };
-  let closeWork: (() => void) | undefined;
-  /** Aborts the upload `id` (best effort: its parts must not linger, nor ever become an object); a failure is logged. */
-  const abandon = async (id: string) => {
-    const res = await abortMultipartUpload(upstream, { key, uploadId: id }, own()).catch((err: unknown) => err);
-    if (res instanceof Response) await res.body?.cancel().catch(() => {});
-    // (204, or 404: gone already; anything else leaves its parts stored, and billed, until a lifecycle rule's AbortIncompleteMultipartUpload)
-    if (!(res instanceof Response) || (!res.ok && res.status !== 404)) {
-      ctx.svc.log.warn("a form upload's multipart upload could not be aborted: its parts stay in the bucket until it is aborted (aws s3api abort-multipart-upload) or a lifecycle rule removes it", {
-        request_id: ctx.id,
-        bucket: upstream.bucket,
-        key,
-        upload_id: id,
-        ...(res instanceof Response ? { status: res.status } : { error: res instanceof Error ? res.name : "unknown" }),
-      });
-    }
-  };
-  const start = async () => {
-    const close = (closeWork = ctx.svc.openWork.add(open));
-    const creating = createMultipartUpload(upstream, { key, headers }, own());
-    // A client gone meanwhile is answered now (its buffers released, reserved in the shared budget):
-    // waited for, a Create the store was slow to answer held them up to OWN_CALL_MS after it left
-    // (a pile of them made other uploads SlowDown); the upload it makes is aborted once it is known,
-    // its open work closed only then (a shutdown waits for that abort too).
-    const created = await untilGone(creating, call.signal, () => {
-      closeWork = undefined;
-      void creating
-        .then(async (res) => {
-          const id = res.status === 200 ? uploadIdOf(await readUpstreamCapped(res, MAX_RESULT_BODY).catch(() => undefined)) : undefined;
-          if (res.status !== 200) await res.body?.cancel().catch(() => {});
-          if (id !== undefined) {
-            open.upload_id = id;
-            await abandon(id);
-          }
-        })
-        .catch(() => {})
-        .finally(close);
-    });
-    if (created.status !== 200) return relayError(created, upstream.bucket);
-    const id = uploadIdOf(await readUpstreamCapped(created, MAX_RESULT_BODY));
-    if (id === undefined) return fail(s3Error("InternalError", "The upstream did not start the upload."));
-    uploadId = id;
-    open.upload_id = id;
-  };
-  const send = async (body: Uint8Array, partNumber: number) => {
-    const res = await uploadPart(upstream, { key, uploadId: uploadId!, partNumber, body }, call);
-    const etag = res.headers.get("etag");
-    if (!res.ok || etag === null) return relayUploadError(res, upstream.bucket);
-    await res.body?.cancel().catch(() => {});
-    parts[partNumber - 1] = { partNumber, etag };
-  };
+  const multipart = new FormMultipart(ctx, upstream, key, headers, call);
   /** The full current buffer goes up as the next part; filling goes on in the other one. */
   const flush = async () => {
-    if (uploadId === undefined) await start();
-    if (inFlight !== undefined) await inFlight; // one part at a time; its buffer is free after
-    inFlight = send(buffers[current]!.subarray(0, filled), parts.length + 1);
-    inFlight.catch(() => {}); // awaited at the next flush or at the end
+    await multipart.sendNext(buffers[current]!.subarray(0, filled));
     if (buffers.length === 1) buffers.push(allocate(POST_PART_BYTES));
     current = 1 - current;
     filled = 0;
@@ -346,7 +402,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     }
     if (total < policy.minLength) fail(s3Error("EntityTooSmall", undefined, { ProposedSize: String(total), MinSizeAllowed: String(policy.minLength) }));
     if (hasher !== undefined && hasher.digest("base64") !== md5) fail(s3Error("BadDigest", "The Content-MD5 you specified did not match what we received."));
-    if (uploadId === undefined) {
+    if (multipart.uploadId === undefined) {
       const res = await putObject(upstream, { key, headers, body: buffers[current]!.subarray(0, filled) }, call);
       // (not one the upstream's Connection header names: hop-by-hop, the proxy's alone, as relay.ts drops it)
       const etag = endToEnd(res.headers, "etag");
@@ -355,14 +411,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
       return { etag: etag ?? "", upstream: res };
     }
     if (filled > 0) await flush();
-    await inFlight;
-    const done = await completeMultipartUpload(upstream, { key, uploadId, parts }, call);
-    if (done.status !== 200) return relayUploadError(done, upstream.bucket);
-    const doc = tryParse(await readUpstreamCapped(done, MAX_RESULT_BODY));
-    if (doc?.name !== "CompleteMultipartUploadResult") return fail(ownUploadError(errorOf(done.status, doc, upstream.bucket)));
-    uploadId = undefined;
-    // (a bare ETag some S3-compatible stores write, quoted as S3 writes it: quotedEtag)
-    return { etag: quotedEtag(childText(doc, "ETag")?.trim() ?? ""), upstream: done };
+    return await multipart.complete();
   } finally {
     ctx.uploading = false;
     // The access log's bytes_in: the file's bytes that came (the form's other fields not counted).
@@ -370,14 +419,9 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     // The part in flight settles first: its buffer is the upload's until then (released before, a
     // failing upload held up to a part outside the budget), and an abort during it could leave
     // that part behind.
-    await inFlight?.catch(() => {});
+    await multipart.inFlight?.catch(() => {});
     budget.release(reserved);
-    if (uploadId !== undefined) {
-      const id = uploadId;
-      // (not with the client's signal: it may be why the upload failed)
-      await abandon(id);
-    }
-    closeWork?.();
+    await multipart.close();
   }
 }
 
