@@ -110,7 +110,7 @@ export function cacheMatesOf(config: Config): (b: Config["buckets"][number]) => 
 }
 
 /** How long a reload waits for a new jwks_url's first fetch (the fetch itself gives up after FETCH_TIMEOUT_MS). */
-export const RELOAD_JWKS_WAIT_MS = FETCH_TIMEOUT_MS + 1_000;
+const RELOAD_JWKS_WAIT_MS = FETCH_TIMEOUT_MS + 1_000;
 
 /**
  * A reload must not leave the proxy unable to verify tokens it verified before (defect: a reload

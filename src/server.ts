@@ -49,7 +49,7 @@ import type { Logger } from "./observe/log.ts";
  * 2^59 - 1; a larger Content-Length gets Bun's own bare 400 with `Connection: close` before any
  * handler, on both engines (node:http on Bun parses the same way).
  */
-export const LISTENER_MAX_BODY = Infinity;
+const LISTENER_MAX_BODY = Infinity;
 
 export interface Listener {
   readonly port: number;
@@ -488,7 +488,7 @@ export { NODE_IDLE_MS };
  * was served, a PUT's body read still gzipped); `identity, chunked` included (identity is no
  * transfer coding since RFC 7230), which Bun.serve answers with its own 400 and node:http served.
  */
-export function wellFormedHead(req: Pick<http.IncomingMessage, "httpVersion" | "headers">): boolean {
+function wellFormedHead(req: Pick<http.IncomingMessage, "httpVersion" | "headers">): boolean {
   const te = req.headers["transfer-encoding"];
   if (te !== undefined && !CHUNKED_ONLY.test(te)) return false;
   if (req.httpVersion === "1.0") return true;
@@ -617,7 +617,7 @@ function asteriskRequest(raw: Buffer, maxHeaderSize: number): Request | "overflo
  * cannot be read (README, Known limits). (The bun engine cannot at all: Bun.serve answers its own
  * bare 400 before any handler runs.)
  */
-export function answerAsteriskOptions(
+function answerAsteriskOptions(
   err: Error & { rawPacket?: unknown },
   socket: import("node:net").Socket,
   maxHeaderSize: number,
@@ -683,7 +683,7 @@ async function endWithAnswer(socket: import("node:net").Socket, res: Response): 
  * exchange, whose answer already said so) and the close. A parse error in the body of the request
  * being served (a bad chunk) ends that exchange at once, as before.
  */
-export function answerClientError(err: Error & { code?: string }, socket: import("node:net").Socket): void {
+function answerClientError(err: Error & { code?: string }, socket: import("node:net").Socket): void {
   const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
   const answer = `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;
   const draining = refusalsDraining.get(socket);
@@ -820,7 +820,7 @@ export function inTurn(req: http.IncomingMessage, res: http.ServerResponse, serv
  * arriving, an answer it stops reading. Bun.serve's idleTimeout (60 s); YATAGARASU_NODE_IDLE_MS
  * overrides it (tests), read when a listener starts.
  */
-export function nodeIdleMs(): number {
+function nodeIdleMs(): number {
   const env = Number(process.env.YATAGARASU_NODE_IDLE_MS);
   // (a day at most: a larger value overflows the timers, which then fire every millisecond)
   return Number.isInteger(env) && env > 0 && env <= 86_400_000 ? env : NODE_IDLE_MS;
@@ -887,7 +887,7 @@ export function watchedNodeBody(req: http.IncomingMessage, idleMs = NODE_IDLE_MS
  * stays in the key or the last query value), which is what Bun.serve routes too; one in the host
  * part is no host (refused).
  */
-export function originFormOf(target: string): string {
+function originFormOf(target: string): string {
   const m = /^https?:\/\/[^/?#]*([/?].*)?$/i.exec(target);
   if (m === null) return target;
   const rest = m[1] ?? "/";

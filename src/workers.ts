@@ -53,7 +53,7 @@ import { mergeSnapshots, type Snapshot } from "./observe/registry.ts";
 import type { RemoteInvalidation } from "./cache/types.ts";
 
 /** How long a purge waits for the other processes to confirm it (a wedged worker must not hold every write). */
-export const PURGE_WAIT_MS = 2000;
+const PURGE_WAIT_MS = 2000;
 /** Purges kept for a slot with no child to take them; beyond, its replacement drops everything. */
 const MAX_MISSED_PURGES = 1000;
 
@@ -258,7 +258,7 @@ export interface ReloadResult {
  * generation (or failed to). A child's reload may have to load a changed jwks_url (up to 5 s) and
  * a replacement child must start (up to 1 s before it is spawned): this is beyond both.
  */
-export const RELOAD_WAIT_MS = 10_000;
+const RELOAD_WAIT_MS = 10_000;
 
 /** How far apart the SIGHUPs of one signal to the whole group may reach its processes (Children.hup). */
 const HUP_GROUP_MS = 1000;
@@ -329,7 +329,7 @@ function selfCommand(): string[] {
 const SELF_EXE = "/proc/self/exe";
 
 /** A child's argv[0] (`ps -ef`, `pgrep -f`): "yatagarasu: worker 1". */
-export const childTitle = (i: number) => `yatagarasu: worker ${i}`;
+const childTitle = (i: number) => `yatagarasu: worker ${i}`;
 
 /**
  * A child's process name (`ps -e`, top: the executable's file name, "exe" for /proc/self/exe),

@@ -31,7 +31,7 @@ import type { Tracer } from "../observe/trace/tracer.ts";
 
 export type Logger = (level: "info" | "warn" | "error", msg: string, fields?: object) => void;
 
-export const REFETCH_MIN_INTERVAL_MS = 10_000;
+const REFETCH_MIN_INTERVAL_MS = 10_000;
 /** A fetch (connection, answer and body) gives up after this long. */
 export const FETCH_TIMEOUT_MS = 5_000;
 const MAX_KEYS = 100;

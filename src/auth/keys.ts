@@ -34,7 +34,7 @@ export function allowedAlgorithms(cfg: JwtConfig): Set<Algorithm> {
 const publicRef = (jwk: Record<string, unknown>): string => keyRef(JSON.stringify([jwk.kty, jwk.crv, jwk.n, jwk.e, jwk.x, jwk.y]));
 
 /** Reads any public-key PEM (SPKI, PKCS#1 RSA, or an X.509 certificate) and imports it for one algorithm. */
-export async function importPem(file: string, alg: Algorithm, baseDir: string | undefined): Promise<{ key: CryptoKey; ref: string }> {
+async function importPem(file: string, alg: Algorithm, baseDir: string | undefined): Promise<{ key: CryptoKey; ref: string }> {
   const full = isAbsolute(file) || !baseDir ? file : join(baseDir, file);
   const pem = await Bun.file(full).text();
   const pub = createPublicKey(pem);

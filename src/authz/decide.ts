@@ -75,7 +75,7 @@ export interface Authorizer {
   close?(): void;
 }
 
-export const DECISION_CACHE_MAX = 10_000;
+const DECISION_CACHE_MAX = 10_000;
 
 /** What a call counts as (yatagarasu_authz_decisions_total's `result`): a decision, or none, refused (`error`) or allowed by fail_mode open (`fail_open`). */
 export type DecisionResult = "allow" | "deny" | "error" | "fail_open";

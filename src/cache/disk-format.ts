@@ -46,7 +46,7 @@ const AFTER_DATE = 18;
 const DATE_WIDTH = 16;
 const DATE_KEY = new TextEncoder().encode('"date":');
 /** Metadata larger than this is refused (S3 caps user metadata at 2 KB; headers stay far below). */
-export const MAX_META_BYTES = 64 * 1024;
+const MAX_META_BYTES = 64 * 1024;
 
 export interface DiskHead {
   key: string;

@@ -39,7 +39,7 @@ import { bucketOf, isFileBody, type BucketLayerStats, type CachedObject, type Ca
  * process kept using read that process's later position and skipped the purges it had missed
  * itself, serving its own stale files (a black-box pass: 3 of 3).
  */
-export const POSITION_FILE = "redis-position.json";
+const POSITION_FILE = "redis-position.json";
 export const positionFileOf = (instance: string | undefined): string => (instance === undefined ? POSITION_FILE : `redis-position-${instance}.json`);
 /** A position file's position in `stream`, or undefined (missing, unreadable, another stream). */
 function readPosition(file: string, stream: string): { id: string; epoch: string | undefined } | undefined {
@@ -57,7 +57,7 @@ function readPosition(file: string, stream: string): { id: string; epoch: string
  * the folder may hold files of an instance that stopped while another ran, which no running
  * instance indexes and which purges must reach (DiskLayer.sweep).
  */
-export const SHARED_MARK = "instances-shared";
+const SHARED_MARK = "instances-shared";
 
 /**
  * Whether a file found in the folder is a running instance's (`spared`: sparedInstances): another

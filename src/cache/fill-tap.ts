@@ -24,7 +24,7 @@ import type { ObjectMeta } from "./types.ts";
 import { sameEtag } from "../http/conditional.ts";
 
 /** Largest read a follower makes at once. */
-export const FOLLOW_CHUNK_BYTES = 256 * 1024;
+const FOLLOW_CHUNK_BYTES = 256 * 1024;
 
 /** Where a streaming writer puts the body (a file-backed layer's temporary file). */
 export interface FillFile {

@@ -91,7 +91,7 @@ export interface FlightOutcome {
 /** Error bodies bigger than this are not buffered for replay (S3's are a few hundred bytes). */
 const MAX_REPLAY_BYTES = 64 * 1024;
 
-export function validatorsOf(obj: CachedObject): Record<string, string> {
+function validatorsOf(obj: CachedObject): Record<string, string> {
   const etag = obj.headers.etag;
   if (etag !== undefined) return { "if-none-match": etag };
   const lm = obj.headers["last-modified"];

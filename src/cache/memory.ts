@@ -22,9 +22,9 @@ export const ENTRY_OVERHEAD = 2048;
  * ~7 KB of RSS once stored, ~9 KB once served whole, by range and as a 304 (measured 2026-12-05:
  * 64 MiB of such entries held ~2.2x that), so a cache of metadata-heavy objects outgrew its size.
  */
-export const HEADER_COPIES = 4;
+const HEADER_COPIES = 4;
 /** Measured alike: 1-byte objects under 1000-byte keys cost ~1.7 KB more each than under short keys. */
-export const KEY_COPIES = 2;
+const KEY_COPIES = 2;
 
 /** Bytes an entry is accounted for: body + key and header names and values (times what holds them) + ENTRY_OVERHEAD. */
 export function entryBytes(obj: Pick<CachedObject, "size" | "key" | "headers">): number {

@@ -134,11 +134,11 @@ function refusesLayer(err: unknown): boolean {
 }
 
 /** How often the subscribed connection is PINGed, to find a flow lost without a close. */
-export const SUBSCRIPTION_CHECK_MS = 5000;
+const SUBSCRIPTION_CHECK_MS = 5000;
 /** The longest wait for that PING's answer (operation_timeout_ms when it is longer). */
-export const SUBSCRIPTION_TIMEOUT_MS = 2000;
+const SUBSCRIPTION_TIMEOUT_MS = 2000;
 /** Checks in a row with no answer on either connection (a Redis busy for everyone, or every flow lost) before the subscription counts as lost. */
-export const SUBSCRIPTION_SILENT_CHECKS = 3;
+const SUBSCRIPTION_SILENT_CHECKS = 3;
 
 /** From this size on, a store goes over the store connection (runStore). */
 export const STORE_BULK_BYTES = 1 << 20;

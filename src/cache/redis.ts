@@ -78,7 +78,7 @@ export interface RedisLayerOptions {
  */
 const ENTRY_META_BYTES = 256 * 1024;
 /** Entries kept in the invalidation stream (approximately: MAXLEN ~). */
-export const STREAM_MAXLEN = 10_000;
+const STREAM_MAXLEN = 10_000;
 const PENDING_LIMIT = 1000;
 /** Our own SETs are remembered this long, to be deleted again by an invalidation that covers them. */
 const RECENT_MS = 10_000;
@@ -94,9 +94,9 @@ const CLOSE_FLUSH_MS = 2_000;
  * How long a purge generation lives: a fill that began before the purge and stores after this
  * would not see it (buffered fills have a deadline far below; see fillTimeoutMs).
  */
-export const GEN_TTL_MS = 3_600_000;
+const GEN_TTL_MS = 3_600_000;
 /** At the first connection, purges published this long before the process started are applied too (clock skew between hosts). */
-export const START_SKEW_MS = 60_000;
+const START_SKEW_MS = 60_000;
 
 /**
  * Stores (or, with an empty value, only checks) when the three generations (everything, bucket,

@@ -24,7 +24,7 @@ import { FillReader, type FillCursor, type FillTap, type ResumeFromUpstream } fr
 import type { LayerWriter } from "./types.ts";
 
 /** How far the file may fall behind the client before the client waits for it. */
-export const MAX_PENDING_WRITE_BYTES = 4 * 1024 * 1024;
+const MAX_PENDING_WRITE_BYTES = 4 * 1024 * 1024;
 
 /** Fills read on after their client left, with no request following them (per process). */
 export const MAX_ORPHAN_DRAINS = 8;

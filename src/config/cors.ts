@@ -14,7 +14,7 @@
  */
 import { z } from "zod";
 
-export const CORS_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"] as const;
+const CORS_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"] as const;
 
 /** An origin as browsers serialize it: scheme://host[:port], no path, no trailing slash. */
 const ORIGIN = /^https?:\/\/(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/;
@@ -99,7 +99,7 @@ const methods = z
  * page's fetch with a Range header could not learn the object's size nor which bytes it got
  * (pdf.js, zip and media readers check them before reading by ranges).
  */
-export const DEFAULT_EXPOSE = ["etag", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-type", "x-amz-version-id", "content-range", "accept-ranges"] as const;
+const DEFAULT_EXPOSE = ["etag", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-type", "x-amz-version-id", "content-range", "accept-ranges"] as const;
 
 export const CorsSchema = z.strictObject({
   allowed_origins: z

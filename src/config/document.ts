@@ -150,7 +150,7 @@ const SCALAR_RE = /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
  * most 1 MiB (load.ts), but each of its `${VAR}`s could bring any value: 100,000 references to a
  * 100 KB variable built 10 GB of strings. Inline PEM keys and certificates are a few KB each.
  */
-export const MAX_SUBSTITUTED_CHARS = 4 * 1024 * 1024;
+const MAX_SUBSTITUTED_CHARS = 4 * 1024 * 1024;
 
 function parseYamlScalar(text: string): unknown {
   try {
@@ -373,7 +373,7 @@ function isMergeSource(v: unknown, aliasTargets: Map<unknown, unknown>): boolean
  * the lines of messages, so its cost grows with the square of the depth (5,500 closed brackets,
  * 11 KB, took seconds to load), and a few hundred more overflowed the yaml package's stack.
  */
-export const MAX_NESTING = 64;
+const MAX_NESTING = 64;
 const NESTED_TOO_DEEP = `mappings or lists nested more than ${MAX_NESTING} deep (a config needs fewer than 10)`;
 
 /**
@@ -389,7 +389,7 @@ const NESTED_TOO_DEEP = `mappings or lists nested more than ${MAX_NESTING} deep 
  * up to the first token past the limit. (Deeper nesting the scan does not see, such as brackets
  * inside quotes between the opening ones, is still refused by the walk or the parser's own error.)
  */
-export function nestedTooDeepAt(text: string): number | undefined {
+function nestedTooDeepAt(text: string): number | undefined {
   let flow = 0;
   let run = 0;
   let near = false;
@@ -463,7 +463,7 @@ export const ALIAS_CYCLE = "an alias (*name) inside the node its anchor (&name) 
  * alias closes a cycle; a node already closed is not walked again, so aliases of aliases cost
  * nothing. An explicit stack, as the walk: nesting is bounded only by the file size cap.
  */
-export function aliasInsideItsAnchor(root: unknown, aliasTargets: Map<unknown, unknown>): unknown {
+function aliasInsideItsAnchor(root: unknown, aliasTargets: Map<unknown, unknown>): unknown {
   const OPEN = 1;
   const DONE = 2;
   const state = new Map<unknown, number>();

@@ -7,8 +7,8 @@
  */
 import { z } from "zod";
 
-export const MAX_TIMER_MS = 2 ** 31 - 1;
-export const MAX_TIMER_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const MAX_TIMER_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
 
 const tooLong = (unit: "seconds" | "ms") => ({
   message: `must be at most ${unit === "seconds" ? MAX_TIMER_SECONDS : MAX_TIMER_MS} ${unit} (about 24.8 days): a longer wait does not fit a timer`,

@@ -52,7 +52,7 @@ export const OUTSIDE_LATIN1 = "a character outside Latin-1 (a curly quote or a d
  * has no name to put the bucket in front of (the upstream got `Host: bkt.[::1]:9000`, not a host at
  * all, or `bkt.10.0.0.5:9000`; AWS's SDKs use path-style with such an endpoint whatever the setting).
  */
-export function virtualHostProblem(endpoint: string | undefined, forcePathStyle: boolean | undefined): string | undefined {
+function virtualHostProblem(endpoint: string | undefined, forcePathStyle: boolean | undefined): string | undefined {
   if (forcePathStyle !== false || endpoint === undefined || !URL.canParse(endpoint)) return undefined;
   const host = new URL(endpoint).hostname;
   if (!host.startsWith("[") && !/^\d+\.\d+\.\d+\.\d+$/.test(host)) return undefined;
@@ -78,7 +78,7 @@ export function bucketNameProblem(name: string): string | undefined {
   const why = n < 2 || n > 255 ? `it is ${n} character${n === 1 ? "" : "s"} long` : !/^[a-z0-9]/i.test(name) ? "it does not start with a letter or a digit" : "it holds a character other than those";
   return `is not a valid S3 bucket name (${why}): S3 bucket names are 3 to 63 characters (accepted here: up to 255, as a legacy us-east-1 bucket's, and 2 with a warning) of letters, digits, '.', '-' and '_', starting with a letter or a digit`;
 }
-export const MAX_REPLICAS = 8;
+const MAX_REPLICAS = 8;
 
 export const ReplicaSchema = z.strictObject({
   name: z.string().regex(REPLICA_NAME, "must be 1-64 letters, digits, '.', '_' or '-' (it names metrics and log fields)"),

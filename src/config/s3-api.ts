@@ -31,8 +31,8 @@ const IDENTITY = /^[A-Za-z0-9][A-Za-z0-9@._:+-]{0,127}$/;
 /** What an S3 client can address as a bucket (botocore's and the SDKs' own check). */
 export const S3_FRONT_BUCKET_NAME = /^[A-Za-z0-9.\-_]{1,255}$/;
 /** STS access key ids start with this (sts.ts); a static key may not, or the two could be confused. */
-export const SESSION_KEY_PREFIX = "ASIA";
-export const MIN_SESSION_KEY_BYTES = 32;
+const SESSION_KEY_PREFIX = "ASIA";
+const MIN_SESSION_KEY_BYTES = 32;
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /**
@@ -41,13 +41,13 @@ const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9
  * ListParts and ListMultipartUploads need write or delete. A read-only bucket refuses every write
  * whatever the grant says (README "S3 clients: uploads").
  */
-export const S3_PERMISSIONS = ["read", "list", "write", "delete"] as const;
+const S3_PERMISSIONS = ["read", "list", "write", "delete"] as const;
 export type S3Permission = (typeof S3_PERMISSIONS)[number];
 
 /** The largest `claims` of a static credential, as JSON (what OPA and OpenFGA are sent). */
-export const MAX_CREDENTIAL_CLAIMS_BYTES = 64 * 1024;
+const MAX_CREDENTIAL_CLAIMS_BYTES = 64 * 1024;
 
-export const S3CredentialSchema = z.strictObject({
+const S3CredentialSchema = z.strictObject({
   access_key_id: z.string().regex(ACCESS_KEY_ID, "must be 3-128 letters, digits, '.', '_' or '-'"),
   secret_access_key: z.string().min(16, "must be at least 16 characters"),
   identity: z.string().regex(IDENTITY, "must be 1-128 characters: letters, digits, '@', '.', '_', ':', '+' or '-', starting with a letter or digit"),
@@ -59,7 +59,7 @@ export const S3CredentialSchema = z.strictObject({
   ),
 });
 
-export const S3StsSchema = z.strictObject({
+const S3StsSchema = z.strictObject({
   enabled: z.boolean().default(true),
   /** HMAC key of the stateless sessions, shared by every replica; rotating it revokes every session. */
   session_key: z.string().optional(),

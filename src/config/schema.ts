@@ -21,7 +21,7 @@ const nonNegInt = z.number().int().nonnegative();
 const seconds = timerSeconds;
 const nonEmpty = z.string().min(1, "must not be empty");
 
-export const ALGORITHMS = [
+const ALGORITHMS = [
   "HS256", "HS384", "HS512",
   "RS256", "RS384", "RS512",
   "PS256", "PS384", "PS512",
@@ -30,18 +30,18 @@ export const ALGORITHMS = [
 ] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
 
-export const OPERATORS = ["equals", "in", "contains", "gt", "lt", "gte", "lte", "exists"] as const;
+const OPERATORS = ["equals", "in", "contains", "gt", "lt", "gte", "lte", "exists"] as const;
 
 const jsonValue: z.ZodType<unknown> = z.unknown();
 
-export const ClaimRuleSchema = z.strictObject({
+const ClaimRuleSchema = z.strictObject({
   claim: nonEmpty,
   operator: z.enum(OPERATORS, { error: () => `unknown operator; use one of ${OPERATORS.join(", ")}` }),
   value: jsonValue.optional(),
 });
 export type ClaimRule = z.infer<typeof ClaimRuleSchema>;
 
-export const TokenSourceSchema = z.strictObject({
+const TokenSourceSchema = z.strictObject({
   type: z.enum(["bearer", "header", "query"], {
     error: () => "unknown token source type; use bearer, header or query",
   }),
@@ -50,7 +50,7 @@ export const TokenSourceSchema = z.strictObject({
 });
 export type TokenSource = z.infer<typeof TokenSourceSchema>;
 
-export const JwtKeySchema = z.strictObject({
+const JwtKeySchema = z.strictObject({
   id: nonEmpty,
   algorithm: z.enum(ALGORITHMS),
   secret: nonEmpty.optional(),
@@ -120,14 +120,14 @@ export const AuthorizationSchema = z.strictObject({
 });
 export type AuthorizationConfig = z.infer<typeof AuthorizationSchema>;
 
-export const RetrySchema = z.strictObject({
+const RetrySchema = z.strictObject({
   max_attempts: z.number().int().min(1).max(10).default(3),
   initial_backoff_ms: timerMsOrZero.default(100),
   max_backoff_ms: timerMsOrZero.default(1000),
 });
 export type RetryConfig = z.infer<typeof RetrySchema>;
 
-export const CircuitBreakerSchema = z.strictObject({
+const CircuitBreakerSchema = z.strictObject({
   failure_threshold: posInt.default(5),
   success_threshold: posInt.default(2),
   timeout_seconds: seconds.default(60),
@@ -142,7 +142,7 @@ export type CircuitBreakerConfig = z.infer<typeof CircuitBreakerSchema>;
  */
 const MIN_RATE = 1e-6;
 const MAX_RATE = 1e9;
-export const RateSchema = z.strictObject({
+const RateSchema = z.strictObject({
   requests_per_second: z.number().min(MIN_RATE, `must be at least ${MIN_RATE} (one request in ~12 days)`).max(MAX_RATE, `must be at most ${MAX_RATE}`),
   /** Bucket capacity; defaults to requests_per_second. */
   burst: z.number().positive().max(MAX_RATE, `must be at most ${MAX_RATE}`).optional(),
@@ -181,7 +181,7 @@ export const S3Schema = z.strictObject({
   replicas: z.array(ReplicaSchema).optional(),
 }).transform(resolveS3);
 
-export const BucketAuthSchema = z.strictObject({
+const BucketAuthSchema = z.strictObject({
   enabled: z.boolean().default(false),
   /** Extra claim rules for this bucket only (AND with jwt.claims). */
   claims: z.array(ClaimRuleSchema).default([]),
@@ -191,18 +191,18 @@ export const BucketAuthSchema = z.strictObject({
   anonymous_writes: z.boolean().default(false),
 });
 
-export const BucketCacheSchema = z.strictObject({
+const BucketCacheSchema = z.strictObject({
   enabled: z.boolean().default(false),
   ttl_seconds: nonNegInt.optional(),
   max_item_size_mb: z.number().positive().optional(),
 });
 
-export const IpFilterSchema = z.strictObject({
+const IpFilterSchema = z.strictObject({
   allowlist: z.array(nonEmpty).default([]),
   blocklist: z.array(nonEmpty).default([]),
 });
 
-export const BucketSchema = z.strictObject({
+const BucketSchema = z.strictObject({
   name: nonEmpty,
   path_prefix: z.string().startsWith("/", "must start with /"),
   s3: S3Schema,
@@ -235,7 +235,7 @@ export type BucketConfig = z.infer<typeof BucketSchema>;
 /** server.address left out: every IPv4 address. */
 export const DEFAULT_SERVER_ADDRESS = "0.0.0.0";
 
-export const ServerSchema = z.strictObject({
+const ServerSchema = z.strictObject({
   /** "0.0.0.0", "::", or "host:port" (the original README's form). */
   address: nonEmpty.default(DEFAULT_SERVER_ADDRESS),
   port: z.number().int().min(0).max(65535).optional(),
@@ -328,7 +328,7 @@ export const ServerSchema = z.strictObject({
 });
 
 /** Cache layers, fastest first; `cache_layers` lists any subset in this order. */
-export const CACHE_LAYERS = ["memory", "disk", "redis"] as const;
+const CACHE_LAYERS = ["memory", "disk", "redis"] as const;
 
 /** The highest Redis database number accepted in a URL's path (Bun's client takes up to a 32-bit number; a server has 16 by default). */
 export const MAX_REDIS_DB = 2147483647;
@@ -379,7 +379,7 @@ export const redisUrl = z.string().superRefine((v, ctx) => {
   if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
 });
 
-export const DiskCacheSchema = z
+const DiskCacheSchema = z
   .strictObject({
     /** Directory of the disk layer (created when missing); relative to the config file's folder. */
     path: filePath,
@@ -403,7 +403,7 @@ export function diskShareMb(maxDiskMb: number, workers: number): number {
   return Math.floor((maxDiskMb / workers) * 100) / 100;
 }
 
-export const RedisCacheSchema = z.strictObject({
+const RedisCacheSchema = z.strictObject({
   url: redisUrl,
   /** Every key, channel and stream of the layer starts with it; must not be empty (a purge-all deletes `<prefix>obj:*`). */
   key_prefix: nonEmpty.max(128).default("yatagarasu:"),
@@ -465,13 +465,13 @@ export function cacheLayerIssues(c: CacheConfig): Array<{ path: Array<string | n
   return out;
 }
 
-export const MetricsSchema = z.strictObject({
+const MetricsSchema = z.strictObject({
   enabled: z.boolean().default(false),
   address: nonEmpty.default("127.0.0.1"),
   port: z.number().int().min(0).max(65535).default(9090),
 });
 
-export const LoggingSchema = z.strictObject({
+const LoggingSchema = z.strictObject({
   level: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
   format: z.enum(["json", "text"]).default("json"),
 });

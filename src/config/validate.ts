@@ -19,12 +19,12 @@ import { validateS3Api } from "./s3-api.ts";
 import { bucketWriteIssues } from "./writes.ts";
 
 /** The control plane's reserved paths: one list, owned by src/control/paths.ts. */
-export const RESERVED_PREFIXES = CONTROL_PATHS;
+const RESERVED_PREFIXES = CONTROL_PATHS;
 
 type Issue = { path: PathSegment[]; message: string };
 
 /** "/a//b/" → "/a/b"; "/" stays "/". */
-export function normalizePrefix(p: string): string {
+function normalizePrefix(p: string): string {
   const collapsed = p.replace(/\/{2,}/g, "/");
   return collapsed.length > 1 && collapsed.endsWith("/") ? collapsed.slice(0, -1) : collapsed;
 }
@@ -41,7 +41,7 @@ const NO_CLIENT = "is a multicast or broadcast address: no client can connect to
  * not) or a host name. Anything else (":8080", "127.0.0.1:", a URL, a trailing space) passed
  * --check and failed at start ("baseURI must have a hostname", getaddrinfo ENOTFOUND).
  */
-export function listenAddressProblem(address: string, field: "server.address" | "metrics.address" | "s3_api.address"): string | undefined {
+function listenAddressProblem(address: string, field: "server.address" | "metrics.address" | "s3_api.address"): string | undefined {
   const forms = `an IPv4 address (0.0.0.0, 127.0.0.1), an IPv6 address (::, ::1 or [::1]) or a host name${field === "server.address" ? ", optionally followed by :port (0.0.0.0:8080, [::1]:8080)" : " (the port goes in the port key)"}`;
   const shown = JSON.stringify(ellipsized(address, 80));
   if (address !== address.trim()) return `${shown} has spaces around it: write ${forms}`;
@@ -82,12 +82,12 @@ export function listenAddressProblem(address: string, field: "server.address" | 
 /** "[::1]" → "::1" (Bun and node:http take an IPv6 listen address without brackets). */
 const unbracket = (a: string) => (a.startsWith("[") && a.endsWith("]") ? a.slice(1, -1) : a);
 
-export function isHmac(alg: Algorithm): boolean {
+function isHmac(alg: Algorithm): boolean {
   return alg.startsWith("HS");
 }
 
 /** Checks a claim rule's value against its operator. Returns a message, or undefined when it fits. */
-export function claimRuleProblem(rule: ClaimRule): string | undefined {
+function claimRuleProblem(rule: ClaimRule): string | undefined {
   const v = rule.value;
   const scalar = (x: unknown) => typeof x === "string" || typeof x === "number" || typeof x === "boolean";
   switch (rule.operator) {
@@ -455,7 +455,7 @@ export function resolveConfigPath(file: string, baseDir: string | undefined): st
 }
 
 /** The shortest HMAC secret accepted for HS256/384/512. */
-export const MIN_HMAC_SECRET_BYTES = 32;
+const MIN_HMAC_SECRET_BYTES = 32;
 
 function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[]): void {
   const jwt = cfg.jwt;

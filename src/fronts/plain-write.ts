@@ -53,7 +53,7 @@ import { RequestBodyError } from "../s3/upstream.ts";
 /** A DELETE's refusal of a body. */
 export const DELETE_BODY = "A DELETE takes no body";
 
-export const MAX_PUT_BYTES = 5 * 1024 ** 3;
+const MAX_PUT_BYTES = 5 * 1024 ** 3;
 
 export const READ_ALLOW = "GET, HEAD, OPTIONS";
 export const WRITE_ALLOW = "GET, HEAD, PUT, DELETE, OPTIONS";

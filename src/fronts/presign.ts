@@ -67,7 +67,7 @@ export interface PresignParams {
 export type PresignContext = RequestContext & { presign?: PresignParams };
 
 /** s3_api.presign_max_seconds when unset. */
-export const DEFAULT_MAX_SECONDS = 900;
+const DEFAULT_MAX_SECONDS = 900;
 
 const bad = (detail: string) => new ProxyError("BadRequest", { detail });
 /** Printable ASCII without separators that could end the header: what a Content-Type may be. */

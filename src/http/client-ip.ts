@@ -53,7 +53,7 @@ export function forwardedAddress(hop: string): string | null {
  * a second. Past the bound, the trusted hop reached is the client, as at an entry that is not an
  * address.
  */
-export const MAX_FORWARDED_HOPS = 32;
+const MAX_FORWARDED_HOPS = 32;
 
 /** `onInvalid` is called when a trusted proxy passed on an entry that is not an IP address. */
 export function clientIpOf(trusted: readonly Cidr[], peer: string, h: Headers, onInvalid?: () => void): string {

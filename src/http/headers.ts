@@ -35,7 +35,7 @@ export const UNTYPED_CONTENT_TYPE = "application/octet-stream";
  * the object's stored checksum (the 2025 SDKs and CLIs send it on every GetObject, to validate
  * the body they receive).
  */
-export const FORWARDED_REQUEST_HEADERS = ["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "x-amz-checksum-mode"] as const;
+const FORWARDED_REQUEST_HEADERS = ["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "x-amz-checksum-mode"] as const;
 
 /**
  * The object's own headers: stored with a cached copy and replayed with every answer. Besides its
@@ -102,7 +102,7 @@ export function dropChecksumHeaders(h: Headers): void {
  * gzipped, were a 200 of the object (and stored). Every other answer is returned as it is (two
  * lookups). The own HTTP/1.1 client's parser does all this itself.
  */
-export function withoutOverriddenLength(res: Response): Response {
+function withoutOverriddenLength(res: Response): Response {
   const h = res.headers;
   const coding = h.get("transfer-encoding");
   const te = coding !== null;

@@ -64,7 +64,7 @@ function procKey(peer: Peer): { file: string; needle: string } | undefined {
  * of the network namespace (~25 ms for 4,000 sockets, ~150 ms for 16,000 on the 2-core test
  * machine), which must not stop the event loop.
  */
-export async function receiveQueues(peers: readonly Peer[]): Promise<Array<number | undefined>> {
+async function receiveQueues(peers: readonly Peer[]): Promise<Array<number | undefined>> {
   const keys = peers.map(procKey);
   const files = new Map<string, string | null>();
   for (const key of keys) {
@@ -101,7 +101,7 @@ let sampling = false;
  * [minMs, maxMs] (s3.timeout 20 s: every 5 s), so that the reads cost little while a large upload
  * is in flight; in-process tests may lower the bounds.
  */
-export const receiveQueueWatch = { minMs: 1000, maxMs: 5000 };
+const receiveQueueWatch = { minMs: 1000, maxMs: 5000 };
 let everyMs = 0;
 
 async function sample(): Promise<void> {

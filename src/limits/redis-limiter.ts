@@ -68,7 +68,7 @@ interface Limit {
  * same bar as a request's (a Redis slower than it would be dropped again by the next request, and
  * the state would flap), with a margin for a round trip that just made it.
  */
-export const RECHECK_PINGS = 3;
+const RECHECK_PINGS = 3;
 
 
 /**
@@ -77,7 +77,7 @@ export const RECHECK_PINGS = 3;
  * no traffic too, within SILENT_MS after it, so /ready and yatagarasu_rate_limit_shared say so
  * before the next request pays a timeout.
  */
-export const IDLE_PING_MS = 1000;
+const IDLE_PING_MS = 1000;
 
 /** The probe bucket's rate and capacity: the background check's script run never runs it dry. */
 const PROBE_LIMIT = "1000000";

@@ -18,12 +18,12 @@ import { registerProcessMetrics } from "./process.ts";
 import { ReplicaMetrics } from "./replica-metrics.ts";
 import { mergeSnapshots, Registry, renderSnapshot, type CounterChild, type HistogramChild, type Snapshot } from "./registry.ts";
 
-export const FIXED_BUCKET_LABELS = ["_none", "_health", "_admin", "_metrics"] as const;
-export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-export const AUTH_RESULTS = ["success", "missing", "invalid", "forbidden", "error"] as const;
-export const AUTHORIZERS = ["opa", "openfga"] as const;
-export const AUTHZ_RESULTS = ["allow", "deny", "error", "fail_open"] as const;
-export const RATE_LIMIT_SCOPES = ["global", "per_ip", "bucket", "concurrency", "concurrency_per_ip", "uploads", "uploads_per_ip"] as const;
+const FIXED_BUCKET_LABELS = ["_none", "_health", "_admin", "_metrics"] as const;
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const AUTH_RESULTS = ["success", "missing", "invalid", "forbidden", "error"] as const;
+const AUTHORIZERS = ["opa", "openfga"] as const;
+const AUTHZ_RESULTS = ["allow", "deny", "error", "fail_open"] as const;
+const RATE_LIMIT_SCOPES = ["global", "per_ip", "bucket", "concurrency", "concurrency_per_ip", "uploads", "uploads_per_ip"] as const;
 export type AuthResult = (typeof AUTH_RESULTS)[number];
 export type AuthzResult = (typeof AUTHZ_RESULTS)[number];
 export type RateLimitScope = (typeof RATE_LIMIT_SCOPES)[number];
@@ -377,7 +377,7 @@ const ROUNDING = 1e-9;
  * 61.8445970810001 then 61.844597081000096). Prometheus reads any decrease as a reset (rate()
  * spikes): such a value is the last one again. A real drop passes.
  */
-export function keepMonotonic(snap: Snapshot, seen: Map<string, number>): void {
+function keepMonotonic(snap: Snapshot, seen: Map<string, number>): void {
   for (const f of snap) {
     if (f.type === "gauge") continue;
     for (const s of f.series) {

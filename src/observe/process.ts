@@ -7,7 +7,7 @@ import { outOfDescriptors } from "../errors.ts";
 import type { Registry } from "./registry.ts";
 
 /** The soft limit on open file descriptors (RLIMIT_NOFILE), or undefined where /proc is not available. */
-export function maxFds(): number | undefined {
+function maxFds(): number | undefined {
   try {
     const m = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
     return m ? Number(m[1]) : undefined;
@@ -21,7 +21,7 @@ export function maxFds(): number | undefined {
  * takes a descriptor itself: with none left (EMFILE) every one is open, `max` (the series vanished
  * from the scrape just when it reached the limit).
  */
-export function countOpenFds(max?: number): number | undefined {
+function countOpenFds(max?: number): number | undefined {
   try {
     return readdirSync("/proc/self/fd").length;
   } catch (err) {

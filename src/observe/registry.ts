@@ -142,7 +142,7 @@ export class Gauge extends Family<GaugeChild> {
   }
 }
 
-export class Histogram extends Family<HistogramChild> {
+class Histogram extends Family<HistogramChild> {
   constructor(name: string, help: string, labelNames: readonly string[], readonly bounds: readonly number[]) {
     super(name, help, "histogram", labelNames, "sum");
     for (let i = 1; i < bounds.length; i++) {

@@ -42,12 +42,12 @@ export const STREAMING_MODES: readonly StreamingMode[] = [
   "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
 ];
 
-export function isStreamingMode(contentSha256: string | null | undefined): contentSha256 is StreamingMode {
+function isStreamingMode(contentSha256: string | null | undefined): contentSha256 is StreamingMode {
   return (STREAMING_MODES as readonly (string | null | undefined)[]).includes(contentSha256);
 }
 
 /** Clients use 64 KiB; a chunk is held whole while its signature is checked, so cap it. */
-export const DEFAULT_MAX_CHUNK_SIZE = 16 * 1024 * 1024;
+const DEFAULT_MAX_CHUNK_SIZE = 16 * 1024 * 1024;
 
 export interface DecodeOptions {
   /** The x-amz-content-sha256 value. */

@@ -51,7 +51,7 @@ export const codeTold = new WeakMap<Response, string | undefined>();
  * Whether a 503 says SlowDown without a body to say it in (a HEAD's): S3's "Slow Down" reason
  * phrase, MinIO's x-minio-error-code, or the code a GET of its key told (codeTold).
  */
-export function bodilessSlowDown(res: Response): boolean {
+function bodilessSlowDown(res: Response): boolean {
   return res.status === 503 && (SLOW_DOWN_REASON.test(res.statusText) || res.headers.get(MINIO_ERROR_CODE) === "SlowDown" || codeTold.get(res) === "SlowDown");
 }
 

@@ -116,7 +116,7 @@ export function readOrder(replicas: readonly Replica[]): Replica[] {
  * outage of the primary a hot key costs the secondary one request per key every few seconds (per
  * process; per cluster with a Redis layer), not one per read.
  */
-export const SECONDARY_TTL_SECONDS = 5;
+const SECONDARY_TTL_SECONDS = 5;
 
 /** Breaker states, best first: the bucket-level gauge shows the best replica's (the bucket serves while one admits). */
 const BEST_FIRST: readonly BreakerState[] = ["closed", "half_open", "open"];
@@ -377,7 +377,7 @@ export function buildUpstream(cfg: BucketConfig, deps: UpstreamDeps, series?: Re
 }
 
 /** One replica as a single-endpoint bucket config (the bucket's name, so S3 metrics stay per bucket). */
-export function replicaConfig(cfg: BucketConfig, r: ReplicaConfig): BucketConfig {
+function replicaConfig(cfg: BucketConfig, r: ReplicaConfig): BucketConfig {
   return {
     ...cfg,
     s3: {

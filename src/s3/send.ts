@@ -338,7 +338,7 @@ export async function holdUnknownLength(res: Response, upTo: number, signal: Abo
  * got 504 at ~25 s and opened the bucket's circuit breaker for everyone (and one that sent 959 KiB
  * at once, 2 KiB at 55 s, then nothing, got 504 at 88 s with the budget at a 70 s floor).
  */
-export const FRAMED_CLIENT_FLOOR_BYTES_PER_SECOND = 12 * 1024;
+const FRAMED_CLIENT_FLOOR_BYTES_PER_SECOND = 12 * 1024;
 export const FRAMED_STALL_MS = (BUN_LISTENER_IDLE_SECONDS + 10) * 1000;
 
 /** What in-process tests lower to see a silent upstream's timeout in seconds (production: FRAMED_STALL_MS). */

@@ -110,7 +110,7 @@ export async function tellHeadCode(res: Response, ask: () => Promise<Response>):
  * readErrorPrefix), and the answer to hand on in its place: a Response of the same status and
  * headers with what was read (Content-Length dropped when the rest was not).
  */
-export async function errorCodeOf(res: Response): Promise<{ code: string | undefined; res: Response }> {
+async function errorCodeOf(res: Response): Promise<{ code: string | undefined; res: Response }> {
   const { raw, whole, code } = await readErrorPrefix(res);
   const headers = new Headers(res.headers);
   if (!whole) headers.delete("content-length");
@@ -160,7 +160,7 @@ export function logBreaker(log: UpstreamDeps["log"], fields: Record<string, unkn
 }
 
 /** Bun's fetch runs at most this many requests at once per process unless BUN_CONFIG_MAX_HTTP_REQUESTS is set at start-up. */
-export const FETCH_DEFAULT_MAX_REQUESTS = 256;
+const FETCH_DEFAULT_MAX_REQUESTS = 256;
 
 /**
  * The upstream base URL of a bucket: its endpoint, or AWS S3 in its region (https). The China

@@ -120,7 +120,7 @@ export async function redisIdleTimeout(c: { send(cmd: string, args: string[]): P
 }
 
 /** Redis's lowest idle timeout (`timeout 1`). */
-export const REDIS_MIN_IDLE_TIMEOUT_MS = 1000;
+const REDIS_MIN_IDLE_TIMEOUT_MS = 1000;
 
 /**
  * The PING period (at most `maxMs`) that keeps a connection open under Redis's idle timeout

@@ -30,7 +30,7 @@ import { escapeXml, ownerOf, S3_XMLNS, XML_DECL } from "./xml.ts";
 const XSI = "http://www.w3.org/2001/XMLSchema-instance";
 
 /** The AccessControlPolicy document of an owner-only ACL. */
-export function renderOwnerOnlyAcl(identity: string): string {
+function renderOwnerOnlyAcl(identity: string): string {
   const owner = ownerOf(identity);
   const who = "<ID>" + escapeXml(owner.id) + "</ID><DisplayName>" + escapeXml(owner.displayName) + "</DisplayName>";
   return (

@@ -40,7 +40,7 @@ export interface AuthParams {
   signatureIn?: string;
 }
 
-export const ECDSA_ALGORITHM = "AWS4-ECDSA-P256-SHA256";
+const ECDSA_ALGORITHM = "AWS4-ECDSA-P256-SHA256";
 /** Query parameter names that make a request a presigned (SigV4 query) one. */
 export const PRESIGN_MARKERS = ["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature"];
 const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
@@ -178,7 +178,7 @@ const SDK_SIGNATURE = ", Signature=";
  * characters, and a memo of 1,024 entries of ~60 KiB Authorization headers (anyone can send them:
  * the memo is filled before the key is looked up) held ~270 MB.
  */
-export const MAX_MEMO_PREFIX = 1024;
+const MAX_MEMO_PREFIX = 1024;
 const SIGNATURE_VALUE = /^[^\s,=]+$/;
 /** SIGNATURE_VALUE tested in place: from `lastIndex` to the end of the Authorization value. */
 const SIGNATURE_TAIL = /[^\s,=]+$/y;

@@ -54,7 +54,7 @@ const CONFIG_LISTS: Partial<Record<BucketConfigRead, string>> = {
 const doc = (root: string, inner: string) => XML_DECL + "<" + root + ' xmlns="' + S3_XMLNS + '">' + inner + "</" + root + ">";
 
 /** The bucket's `cors` as S3's CORSConfiguration: one rule. */
-export function renderCors(cors: CorsConfig): string {
+function renderCors(cors: CorsConfig): string {
   let rule = "";
   for (const h of cors.allowed_headers) rule += el("AllowedHeader", h);
   for (const m of cors.allowed_methods) rule += el("AllowedMethod", m);

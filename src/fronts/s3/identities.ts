@@ -51,7 +51,7 @@ export function adoptPrincipal(ctx: RequestContext, principal: S3Principal): voi
 }
 
 /** Verified sessions remembered per generation (each costs ~1 KiB). */
-export const SESSION_CACHE_SIZE = 10_000;
+const SESSION_CACHE_SIZE = 10_000;
 
 export class S3Identities {
   readonly region: string;

@@ -22,7 +22,7 @@ import { visibleBuckets } from "./permissions.ts";
 import { ownerOf, renderListBuckets, renderLocationConstraint } from "./xml.ts";
 
 /** The proxy has no bucket creation dates of its own: every bucket reports this fixed one. */
-export const BUCKET_CREATION_DATE = Date.UTC(2000, 0, 1);
+const BUCKET_CREATION_DATE = Date.UTC(2000, 0, 1);
 
 /** response-* query parameter → the response header it sets (S3 GetObject). */
 // (a Map: looked up by the client's query names, where a plain object also answered `constructor`,

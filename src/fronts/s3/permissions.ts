@@ -42,7 +42,7 @@ const DELETE: readonly S3Permission[] = ["delete"];
 const WRITE_OR_DELETE: readonly S3Permission[] = ["write", "delete"];
 
 /** The permissions of which an action needs one; undefined: any grant will do. */
-export function permissionsFor(action: S3Action): readonly S3Permission[] | undefined {
+function permissionsFor(action: S3Action): readonly S3Permission[] | undefined {
   switch (action) {
     case "s3:GetObject":
     case "s3:GetObjectVersion":

@@ -68,7 +68,7 @@ const MAX_FIELD_BYTES = 20 * 1024;
 /** The part buffer's size to start with (it doubles up to POST_PART_BYTES). */
 const FIRST_BUFFER_BYTES = 256 * 1024;
 /** The file goes up in parts of this size once it is larger (S3's minimum part size). */
-export const POST_PART_BYTES = 5 * 1024 * 1024;
+const POST_PART_BYTES = 5 * 1024 * 1024;
 /** Headers of the object a form field may set (lower-case field names). */
 const OBJECT_FIELDS = new Set(["content-type", "cache-control", "content-disposition", "content-encoding", "content-language", "expires"]);
 

@@ -111,7 +111,7 @@ export const ACTION_OF: Readonly<Record<S3Operation, S3Action>> = {
 };
 
 /** The bucket configuration reads, by sub-resource (GET /<bucket>?<sub>), answered from config (bucket-config.ts). */
-export const BUCKET_CONFIG_READS: ReadonlyMap<string, BucketConfigRead> = new Map<string, BucketConfigRead>([
+const BUCKET_CONFIG_READS: ReadonlyMap<string, BucketConfigRead> = new Map<string, BucketConfigRead>([
   ["policy", "GetBucketPolicy"], ["policyStatus", "GetBucketPolicyStatus"], ["cors", "GetBucketCors"],
   ["requestPayment", "GetBucketRequestPayment"], ["encryption", "GetBucketEncryption"], ["tagging", "GetBucketTagging"],
   ["lifecycle", "GetBucketLifecycleConfiguration"], ["website", "GetBucketWebsite"], ["publicAccessBlock", "GetPublicAccessBlock"],

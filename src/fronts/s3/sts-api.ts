@@ -6,15 +6,15 @@
  */
 import { el, XML_DECL } from "./xml.ts";
 
-export const STS_XMLNS = "https://sts.amazonaws.com/doc/2011-06-15/";
-export const STS_VERSION = "2011-06-15";
+const STS_XMLNS = "https://sts.amazonaws.com/doc/2011-06-15/";
+const STS_VERSION = "2011-06-15";
 /** Request bodies beyond this are refused before parsing (WebIdentityToken is at most 20,000 chars). */
 export const MAX_STS_BODY_BYTES = 64 * 1024;
 const MIN_DURATION = 900;
 const MAX_DURATION = 43200;
 const DEFAULT_DURATION = 3600;
 
-export const STS_ERRORS = {
+const STS_ERRORS = {
   AccessDenied: { status: 403, type: "Sender" },
   /** (a signed call's session token has expired; ExpiredTokenException is a web identity token's) */
   ExpiredToken: { status: 403, type: "Sender" },
@@ -171,12 +171,12 @@ export function parseAssumeRoleWithWebIdentity(
 }
 
 /** ISO 8601 without milliseconds, as STS writes Expiration. */
-export function stsTimestamp(ms: number): string {
+function stsTimestamp(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 /** The account of every ARN the endpoint makes up: static identities', and sessions' whose role ARN names none. */
-export const STS_ACCOUNT = "000000000000";
+const STS_ACCOUNT = "000000000000";
 
 /** arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION from the role ARN (ACCOUNT 000000000000 if it has none). */
 export function assumedRoleArn(roleArn: string, roleSessionName: string): string {

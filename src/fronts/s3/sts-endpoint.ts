@@ -84,7 +84,7 @@ export function matchedAudience(aud: unknown, configured: string | readonly stri
  * that also names the action in its URL); one given two values is left to the parser, which
  * refuses it as repeated.
  */
-export function queryAndBody(query: string, body: string): string {
+function queryAndBody(query: string, body: string): string {
   if (query.length <= 1) return body;
   if (body === "") return query.slice(1);
   const form = new URLSearchParams(body);

@@ -30,7 +30,7 @@ import { createCipheriv, createDecipheriv, timingSafeEqual } from "node:crypto";
 import { s3Error, type S3Error } from "./errors.ts";
 import { wellFormed } from "../../util/text.ts";
 
-export const TOKEN_PREFIX = "YGS2.";
+const TOKEN_PREFIX = "YGS2.";
 /** The earlier format (payload in clear): verified, no longer issued. */
 const CLEAR_TOKEN_PREFIX = "YGS1.";
 export const MAX_CLAIMS_BYTES = 2560;

@@ -398,7 +398,7 @@ export function hexBytes(latin1: string): string {
 }
 
 /** The request target with every raw "+" read as a space (%20), or undefined when it has none. */
-export function plusAsSpaceVariant<T extends { rawPath: string; rawQuery: string }>(input: T): T | undefined {
+function plusAsSpaceVariant<T extends { rawPath: string; rawQuery: string }>(input: T): T | undefined {
   if (input.rawPath.indexOf("+") < 0 && input.rawQuery.indexOf("+") < 0) return undefined;
   return { ...input, rawPath: input.rawPath.replaceAll("+", "%20"), rawQuery: input.rawQuery.replaceAll("+", "%20") };
 }

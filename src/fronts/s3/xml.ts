@@ -87,7 +87,7 @@ export function el(name: string, text: string): string {
 }
 
 /** S3's timestamp form in XML bodies: 2006-02-03T16:45:09.000Z (UTC, milliseconds). */
-export function s3Timestamp(ms: number): string {
+function s3Timestamp(ms: number): string {
   return new Date(ms).toISOString();
 }
 

@@ -51,7 +51,7 @@ const VALUE = /^[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e
  * is truncated as the spec asks, members longer than TRACESTATE_LARGE_MEMBER first, then members
  * from the end.
  */
-export const MAX_TRACESTATE = 512;
+const MAX_TRACESTATE = 512;
 const TRACESTATE_LARGE_MEMBER = 128;
 
 /**

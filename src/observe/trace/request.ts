@@ -22,7 +22,7 @@ import { clientIp } from "../../proxy/context.ts";
 import { SpanStatus, type Span } from "./span.ts";
 
 /** Longest header value (User-Agent, Host) a span carries; a DNS name is at most 253 characters. */
-export const MAX_HEADER_ATTR = 256;
+const MAX_HEADER_ATTR = 256;
 
 /** The methods OpenTelemetry's HTTP conventions know (RFC 9110 and PATCH); any other is _OTHER. */
 const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]);

@@ -23,7 +23,7 @@ export interface TracerDeps {
 }
 
 /** How long a reload or a shutdown waits for the spans already queued to be exported. */
-export const FLUSH_TIMEOUT_MS = 2000;
+const FLUSH_TIMEOUT_MS = 2000;
 
 function counters(registry: Registry | undefined): TraceCounters {
   if (registry === undefined) return { exported: new CounterChild(), droppedQueueFull: new CounterChild(), droppedExportFailed: new CounterChild() };

@@ -17,7 +17,7 @@ import type { PresignParams } from "../../fronts/presign.ts";
  * the addressing: a virtual-hosted request (Host: <bucket>.<domain>) has the path `/<key>`, and
  * a policy on the path it sent could be dodged by addressing the bucket the other way.
  */
-export function authzPath(ctx: RequestContext): string {
+function authzPath(ctx: RequestContext): string {
   return ctx.front === "s3" ? `/${ctx.bucketName}/${ctx.key}` : ctx.path;
 }
 

@@ -50,7 +50,7 @@ export interface DecoderConfig {
 const enum State { SizeLine, Data, DataCR, DataLF, Trailer, Done }
 
 /** Held chunks up to this size are not counted against DecoderConfig.budget. */
-export const UNCOUNTED_CHUNK_BYTES = 1024 * 1024;
+const UNCOUNTED_CHUNK_BYTES = 1024 * 1024;
 const MAX_LINE = 1024; // a signed size line is < 100 bytes, a checksum trailer < 80
 const MAX_TRAILER_LINES = 8;
 const CR = 13;

@@ -19,7 +19,7 @@ import { OBSERVE_BODY, type BodyObserver, type ObservableBody } from "../../http
 
 const STREAM_HWM = 64 * 1024;
 
-export const STREAM_STRATEGY: QueuingStrategy<Uint8Array> = { highWaterMark: STREAM_HWM, size: (chunk?: Uint8Array) => chunk!.byteLength };
+const STREAM_STRATEGY: QueuingStrategy<Uint8Array> = { highWaterMark: STREAM_HWM, size: (chunk?: Uint8Array) => chunk!.byteLength };
 
 /** Underlying source of one streamed body (methods on a prototype: no per-request closures). */
 export class BodySource {

@@ -20,7 +20,7 @@ export function getBucketEncryption(upstream: BucketUpstream, ctx: OperationCont
 }
 
 /** The Tagging XML for `tags`, in order. Throws TypeError for a key or value XML cannot carry. */
-export function taggingXml(tags: ReadonlyArray<readonly [string, string]>): string {
+function taggingXml(tags: ReadonlyArray<readonly [string, string]>): string {
   let xml = `<?xml version="1.0" encoding="UTF-8"?><Tagging xmlns="${S3_XMLNS}"><TagSet>`;
   for (const [k, v] of tags) xml += `<Tag><Key>${xmlText(k, "a tag key")}</Key><Value>${xmlText(v, "a tag value")}</Value></Tag>`;
   return `${xml}</TagSet></Tagging>`;

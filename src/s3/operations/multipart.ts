@@ -74,7 +74,7 @@ export const PART_CHECKSUMS = [
 ] as const;
 
 /** The CompleteMultipartUpload XML for `parts`, in the order given (S3 checks the order). */
-export function completeMultipartUploadXml(parts: readonly CompletedPart[]): string {
+function completeMultipartUploadXml(parts: readonly CompletedPart[]): string {
   let xml = `<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUpload xmlns="${S3_XMLNS}">`;
   for (const p of parts) {
     xml += `<Part><PartNumber>${partNumberText(p.partNumber)}</PartNumber><ETag>${xmlText(p.etag, "an ETag")}</ETag>`;
