@@ -139,11 +139,12 @@ function auditRestartKey(c: Config): string {
   return a.enabled ? JSON.stringify([a.path === undefined ? undefined : normalize(resolveConfigPath(a.path, c.baseDir)), a.max_size_mb, a.max_files]) : "off";
 }
 
+/** The restart-only settings a reload from `old` to `next` would change, by name (tests; a reload names them with restartOnlyChangesShown). */
 export function restartOnlyChanges(next: Config, old: Config): string[] {
   return changedKeys(restartOnly(next), restartOnly(old));
 }
 
-/** restartOnlyChanges between two restartOnly maps (`a`: the next config's). */
+/** The settings whose values differ between two restartOnly maps (`a`: the next config's). */
 function changedKeys(a: Record<string, unknown>, b: Record<string, unknown>): string[] {
   const changed = Object.keys(a).filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
   // A listener switched on or off is that change alone: its address and port were not changed
