@@ -377,7 +377,7 @@ export function buildUpstream(cfg: BucketConfig, deps: UpstreamDeps, series?: Re
 }
 
 /** One replica as a single-endpoint bucket config (the bucket's name, so S3 metrics stay per bucket). */
-function replicaConfig(cfg: BucketConfig, r: ReplicaConfig): BucketConfig {
+export function replicaConfig(cfg: BucketConfig, r: ReplicaConfig): BucketConfig {
   return {
     ...cfg,
     s3: {
