@@ -106,3 +106,22 @@ clientTest("aws")(
   },
   T,
 );
+
+clientTest("aws")(
+  "aws s3api select-object-content (POST ?select&select-type=2): 501 NotImplemented naming ?select (it said the request named several sub-resources), nothing upstream",
+  async () => {
+    await env.s3.put("up", "walk/select.csv", "a,b\n1,2\n");
+    using aws = awsCli({ endpoint: env.endpoint, credentials: WRITER });
+    env.mark();
+    const r = await aws.s3api(
+      "select-object-content", "--bucket", "up", "--key", "walk/select.csv", "--expression", "select * from s3object", "--expression-type", "SQL",
+      "--input-serialization", '{"CSV":{}}', "--output-serialization", '{"CSV":{}}', "/dev/null",
+    );
+    expect({ code: r.code, stderr: r.stderr.trim() }).toEqual({
+      code: 254,
+      stderr: "An error occurred (NotImplemented) when calling the SelectObjectContent operation (reached max retries: 0): The ?select sub-resource is not implemented by this proxy.",
+    });
+    expect(env.upstreamCalls()).toEqual([]);
+  },
+  T,
+);

@@ -312,10 +312,12 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
   let uploadId = false;
   let partNumber = false;
   let versionId = false;
+  let selectType = false;
   for (const [k, v] of query) {
     if (k === "uploadId") uploadId = true;
     else if (k === "partNumber") partNumber = true;
     else if (k === "versionId") versionId = true;
+    else if (k === "select-type") selectType = true;
     else if (SUBRESOURCES.has(k)) {
       sub ??= k;
       subs++;
@@ -326,6 +328,12 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
       sub ??= k;
       subs++;
     }
+  }
+  // ?select-type is a parameter of ?select (SelectObjectContent sends `?select&select-type=2`),
+  // a sub-resource of its own only without it (it made every SelectObjectContent "several sub-resources").
+  if (selectType && sub !== "select") {
+    sub ??= "select-type";
+    subs++;
   }
   // A HEAD naming a sub-resource (or an upload): no sub-resource has a HEAD form, and S3 answers
   // 405 whether or not the bucket or key exists, its Allow naming the methods the sub-resource
