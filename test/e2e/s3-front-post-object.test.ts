@@ -234,6 +234,43 @@ describe("refusals store nothing", () => {
     expect(await env.s3.exists("up", "form/md5.bin")).toBe(true);
   });
 
+  clientTest("python3", "boto3")(
+    "boto3 generate_presigned_post with an x-amz-checksum-* field: the file is checked against it, small or multipart (a mismatch is BadDigest, nothing stored), the small one stored with it; two, or an invalid value, S3's InvalidRequest; -sha512 501 (all were dropped: a wrong checksum answered 204)",
+    async () => {
+      const small = new TextEncoder().encode("checked form");
+      const big = bytesOf(6 * MiB, 49);
+      const crc32 = (b: Uint8Array) => Buffer.from(new Uint8Array(new Uint32Array([Bun.hash.crc32(b)]).buffer).reverse()).toString("base64");
+      const sha256b64 = (b: Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("base64");
+      const wrong = crc32(new TextEncoder().encode("other"));
+      const forms: Array<[string, Record<string, string>]> = [
+        ["bad/crc.txt", { "x-amz-checksum-crc32": wrong }],
+        ["bad/crc.bin", { "x-amz-checksum-crc32": wrong }],
+        ["bad/two.txt", { "x-amz-checksum-crc32": crc32(small), "x-amz-checksum-sha256": sha256b64(small) }],
+        ["bad/invalid.txt", { "x-amz-checksum-sha256": "not-a-sha256" }],
+        ["bad/sha512.txt", { "x-amz-checksum-sha512": "AAAA" }],
+        ["form/crc.txt", { "x-amz-checksum-crc32": crc32(small) }],
+        ["form/sha256.bin", { "x-amz-checksum-sha256": sha256b64(big) }],
+      ];
+      const made = await boto3Client({ endpoint: env.endpoint, credentials: WRITER }).run(
+        forms.map(([key, fields]) => ({ op: "call", method: "generate_presigned_post", params: { Bucket: "up", Key: key, Fields: fields, Conditions: Object.entries(fields).map(([k, v]) => ({ [k]: v })), ExpiresIn: 300 } })),
+      );
+      const post = (i: number, file: Uint8Array) => {
+        if (!made[i]!.ok) throw new Error(JSON.stringify(made[i]));
+        return postForm(made[i]!.value as Post, file);
+      };
+      await refused(post(0, small), 400, "BadDigest", "bad/crc.txt", /^The CRC32 you specified did not match the calculated checksum\.$/);
+      await refused(post(1, big), 400, "BadDigest", "bad/crc.bin");
+      await refused(post(2, small), 400, "InvalidRequest", "bad/two.txt", /^Expecting a single x-amz-checksum- header/);
+      await refused(post(3, small), 400, "InvalidRequest", "bad/invalid.txt", /^Value for x-amz-checksum-sha256 header is invalid\.$/);
+      await refused(post(4, small), 501, "NotImplemented", "bad/sha512.txt", /x-amz-checksum-sha512/);
+      expect([(await post(5, small)).status, (await post(6, big)).status]).toEqual([204, 204]);
+      const head = await env.s3.client().send(new (await import("@aws-sdk/client-s3")).HeadObjectCommand({ Bucket: "up", Key: "form/crc.txt", ChecksumMode: "ENABLED" }));
+      expect(head.ChecksumCRC32).toBe(crc32(small));
+      const stored = await env.s3.read("up", "form/sha256.bin");
+      expect(stored === undefined ? "missing" : sha256(stored)).toBe(sha256(big));
+    },
+  );
+
   test("the upload the proxy made for a large file refused as gone (another client aborted it: NoSuchUpload, or a codeless 404) is S3's 500 InternalError for a POST whose store failed, not the upload's NoSuchUpload the form's client never made; nothing stored, no upload left", async () => {
     const big = bytesOf(6 * MiB, 48);
     env.s3.faults.set("/up/bad/lost.bin", { kind: "error", status: 404, code: "NoSuchUpload", method: "PUT" });

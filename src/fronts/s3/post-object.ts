@@ -24,7 +24,8 @@
  *    success_action_status 200 or 201 (a PostResponse document), else 204; ETag and Location,
  *    and the write's headers from the upstream's answer (x-amz-version-id, encryption...).
  *
- * Checked: a Content-MD5 field against the file (BadDigest); refused as PutObject refuses the
+ * Checked: a Content-MD5 field and an x-amz-checksum-* field against the file (BadDigest; the
+ * checksum is stored with the object when it goes up as one PutObject); refused as PutObject refuses the
  * headers (writes.ts unkeptSettingOf): Object Lock, SSE-C and KMS key, grant and append fields.
  * Passed on to the object: Content-Type (the field; else S3's binary/octet-stream),
  * Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires, x-amz-meta-*,
@@ -62,6 +63,9 @@ import { endToEnd } from "../../http/headers.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText, parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 import { taggingHeader, tagsOf } from "./tagging.ts";
+import { expectationsFromHeaders, PayloadVerifier, type PayloadExpectations } from "../../s3/checksum/verify.ts";
+import { algorithmFromHeaderName, checksumHeaderName } from "../../s3/checksum.ts";
+import { isUnkeptChecksumName, payloadS3Error, unkeptChecksum } from "./upload-body.ts";
 
 /** S3's limit on the fields before the file. */
 const MAX_FIELD_BYTES = 20 * 1024;
@@ -204,15 +208,24 @@ function settingFields(fields: ReadonlyMap<string, string>): Headers {
 const POST_AUTH_FIELDS = new Set(["x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signature", "x-amz-security-token"]);
 
 /**
- * The form's Content-MD5 (base64 of the file's 16-byte MD5), which S3 checks the file against
- * (BadDigest); undefined without one. InvalidDigest for a value that is not an MD5.
+ * What the file is checked against, as S3 checks a form's file (BadDigest): its Content-MD5 and
+ * x-amz-checksum-crc32 / -crc32c / -crc64nvme / -sha1 / -sha256 fields (one at most: S3's
+ * InvalidRequest for two; InvalidDigest or InvalidRequest for a value that is no such digest).
+ * A checksum field this proxy neither checks nor carries (-sha512, -xxhash*) is its 501. The
+ * checksum fields were dropped: the file was stored unchecked, a wrong value answered 204.
  */
-function contentMd5Of(fields: ReadonlyMap<string, string>): string | undefined {
-  const v = fields.get("content-md5");
-  if (v === undefined) return undefined;
-  const t = v.trim();
-  if (!/^[A-Za-z0-9+/]{22}==$/.test(t) || Buffer.from(t, "base64").byteLength !== 16) fail(s3Error("InvalidDigest"));
-  return t;
+function expectedDigests(fields: ReadonlyMap<string, string>): PayloadExpectations {
+  const h = new Headers();
+  for (const [name, value] of fields) {
+    if (isUnkeptChecksumName(name)) fail(unkeptChecksum(name));
+    if (name === "content-md5" || algorithmFromHeaderName(name) !== undefined) h.set(name, value.trim());
+  }
+  try {
+    return expectationsFromHeaders(h, { payloadKnown: true });
+  } catch (e) {
+    if (isPayloadError(e)) return fail(payloadS3Error(e));
+    throw e;
+  }
 }
 
 /**
@@ -337,10 +350,10 @@ class FormMultipart {
  * failure. Memory: two part buffers per upload, filled in turn, so the client keeps sending into
  * one while the other goes up (one part in flight at a time, parts in order: FormMultipart).
  */
-async function uploadFile(ctx: RequestContext, form: FormReader, key: string, headers: Record<string, string>, policy: PostPolicy, md5?: string): Promise<Stored> {
-  // (the file's MD5, when the form gave one to check: compared before the object is stored, by
-  // the single PutObject or the Complete; a multipart upload refused then is aborted: FormMultipart.close)
-  const hasher = md5 === undefined ? undefined : new Bun.CryptoHasher("md5");
+async function uploadFile(ctx: RequestContext, form: FormReader, key: string, headers: Record<string, string>, policy: PostPolicy, digests: PayloadExpectations): Promise<Stored> {
+  // (the file's MD5 and checksum, when the form gave them to check: compared before the object is
+  // stored, by the single PutObject or the Complete; a multipart upload refused then is aborted: FormMultipart.close)
+  const verifier = digests.contentMd5 === undefined && digests.checksum === undefined ? undefined : new PayloadVerifier(digests);
   const upstream = writeUpstream(ctx);
   const call = callOf(ctx);
   const max = Math.min(policy.maxLength, MAX_UPLOAD_BYTES);
@@ -384,7 +397,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
         e.headers = { connection: "close" };
         fail(e);
       }
-      hasher?.update(chunk);
+      verifier?.update(chunk);
       let at = 0;
       while (at < chunk.byteLength) {
         // a full buffer goes up only when more follows: a file of exactly 5 MiB is one PutObject
@@ -401,9 +414,18 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
       }
     }
     if (total < policy.minLength) fail(s3Error("EntityTooSmall", undefined, { ProposedSize: String(total), MinSizeAllowed: String(policy.minLength) }));
-    if (hasher !== undefined && hasher.digest("base64") !== md5) fail(s3Error("BadDigest", "The Content-MD5 you specified did not match what we received."));
+    try {
+      verifier?.finish();
+    } catch (e) {
+      if (isPayloadError(e)) fail(payloadS3Error(e));
+      throw e;
+    }
     if (multipart.uploadId === undefined) {
-      const res = await putObject(upstream, { key, headers, body: buffers[current]!.subarray(0, filled) }, call);
+      // (a checksum field goes with the single PutObject, so the object keeps it, as on S3; the
+      // multipart upload of a larger file has it checked here, not stored)
+      const sum = digests.checksum;
+      const put = sum === undefined ? headers : { ...headers, [checksumHeaderName(sum.algorithm)]: sum.value };
+      const res = await putObject(upstream, { key, headers: put, body: buffers[current]!.subarray(0, filled) }, call);
       // (not one the upstream's Connection header names: hop-by-hop, the proxy's alone, as relay.ts drops it)
       const etag = endToEnd(res.headers, "etag");
       if (!res.ok) return relayError(res, upstream.bucket);
@@ -584,14 +606,14 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     ctx.svc.metrics.auth("success");
     await authorize(ctx);
     const headers = objectHeaders(fields);
-    const md5 = contentMd5Of(fields);
+    const digests = expectedDigests(fields);
     // tags set by the form need s3:PutObjectTagging too, as x-amz-tagging on PutObject does (front.ts)
     if (headers["x-amz-tagging"] !== undefined && !(await mayAlso(ctx, "s3:PutObjectTagging"))) {
       throw new ProxyError("Forbidden", { detail: "The authorization policy denied setting the object's tags" });
     }
     // (purged unless refused: a write whose answer was lost may have landed, see purgeIfUnsure; a
     // refused form, over its policy's size, a bad digest or the upstream's 4xx, stored nothing)
-    const stored = await uploadFile(ctx, form, key, headers, policy, md5).catch(async (err: unknown) => {
+    const stored = await uploadFile(ctx, form, key, headers, policy, digests).catch(async (err: unknown) => {
       if (!isRefusal(err, ctx.timing.attempts)) await purgeWritten(ctx, key);
       throw err;
     });

@@ -126,7 +126,7 @@ export const unkeptChecksum = (name: string): S3Error =>
   s3Error("NotImplemented", `The checksum ${name} is not supported through this proxy (x-amz-checksum-crc32, -crc32c, -crc64nvme, -sha1 and -sha256 are): the body would be stored unchecked.`, { Header: name.slice(0, 64) });
 
 /** The S3 error a body-verification failure is answered with. */
-function payloadS3Error(e: PayloadError): S3Error {
+export function payloadS3Error(e: PayloadError): S3Error {
   return s3Error(e.code, e.message, e.details);
 }
 
