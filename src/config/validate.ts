@@ -514,12 +514,12 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
   });
   if (jwt.token_sources.length === 0) issues.push({ path: ["jwt", "token_sources"], message: "JWT is enabled but no token source is listed: list at least one, or leave token_sources out for the default (Authorization: Bearer)" });
   jwt.token_sources.forEach((s, i) => {
-    if ((s.type === "header" || s.type === "query") && !s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: `token source ${s.type} needs a name` });
+    if ((s.type === "header" || s.type === "query") && !s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: s.type === "header" ? "token source header needs a name: the header the token is read from (`{ type: header, name: X-Auth-Token }`)" : "token source query needs a name: the query parameter the token is read from (`{ type: query, name: token }`)" });
     if (s.type === "bearer" && s.name) issues.push({ path: ["jwt", "token_sources", i, "name"], message: "token source bearer always reads Authorization; remove name" });
     // (a space, ':', a non-ASCII letter or a control character: no client can send such a header,
     // so every request to a bucket with auth would be 401)
     if (s.type === "header" && s.name && !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(s.name)) issues.push({ path: ["jwt", "token_sources", i, "name"], message: "is not a header name HTTP can carry (letters, digits and !#$%&'*+-.^_`|~ only)" });
-    if (s.type !== "header" && s.prefix !== undefined) issues.push({ path: ["jwt", "token_sources", i, "prefix"], message: "prefix only applies to token sources of type header" });
+    if (s.type !== "header" && s.prefix !== undefined) issues.push({ path: ["jwt", "token_sources", i, "prefix"], message: `prefix only applies to token sources of type header: remove it (${s.type === "bearer" ? "bearer already takes what follows `Bearer `" : "a query parameter's value is the token itself"})` });
   });
   checkRules(jwt.claims, ["jwt", "claims"], issues);
   checkRules(jwt.admin_claims, ["jwt", "admin_claims"], issues);

@@ -1080,6 +1080,19 @@ describe("parseConfig", () => {
     for (const i of got) expect(i.message).toContain("is given as `name`");
   });
 
+  // The original README: "The `name` field is required for header and query types", "The `prefix`
+  // field is optional for header types". Both were refused without saying what to write
+  // ("token source header needs a name", "prefix only applies to token sources of type header").
+  test("a header or query token source without name, or a prefix on a bearer or query source, says what to write", () => {
+    const got = issues(`jwt: { secret: "s-0123456789abcdef0123456789abcdef", token_sources: [{ type: header }, { type: query }, { type: bearer, prefix: "Bearer " }, { type: query, name: t, prefix: "x" }] }\n${B}`);
+    expect(got.map((i) => `${i.path}: ${i.message}`)).toEqual([
+      "jwt.token_sources[0].name: token source header needs a name: the header the token is read from (`{ type: header, name: X-Auth-Token }`)",
+      "jwt.token_sources[1].name: token source query needs a name: the query parameter the token is read from (`{ type: query, name: token }`)",
+      "jwt.token_sources[2].prefix: prefix only applies to token sources of type header: remove it (bearer already takes what follows `Bearer `)",
+      "jwt.token_sources[3].prefix: prefix only applies to token sources of type header: remove it (a query parameter's value is the token itself)",
+    ]);
+  });
+
   test("the original README's `s3: { bucket: team-a-bucket, ... }` says the '...' is a placeholder to fill in (it said only \"buckets[0].s3....: unknown key '...'\")", () => {
     const got = issues(`buckets:\n  - name: team-a\n    path_prefix: /team-a\n    s3: { bucket: "team-a-bucket", ... }\n`);
     expect(got).toEqual([{ path: "buckets[0].s3....", message: "'...' stands for the rest of this section in the original README's examples: write the section's keys in its place (see the configuration reference)", line: 4 }]);
