@@ -461,7 +461,10 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
   const jwt = cfg.jwt;
   const authBuckets = cfg.buckets.map((b, i) => ({ b, i })).filter(({ b }) => b.auth.enabled);
   if (!jwt || !jwt.enabled) {
-    for (const { i } of authBuckets) issues.push({ path: ["buckets", i, "auth", "enabled"], message: "auth is enabled but there is no enabled top-level `jwt:` section" });
+    const missing = jwt
+      ? "auth is enabled but the top-level `jwt:` section has `enabled: false`: set `jwt.enabled: true` (its default)"
+      : "auth is enabled but there is no top-level `jwt:` section to check tokens with: add one (`jwt: { secret: \"${JWT_SECRET}\", algorithm: HS256 }`, or with `jwks_url` or a public key file; see the configuration reference)";
+    for (const { i } of authBuckets) issues.push({ path: ["buckets", i, "auth", "enabled"], message: `${missing}, or set this bucket's \`auth.enabled: false\` to serve it without a token` });
     return;
   }
   if (jwt.secret === "") issues.push({ path: ["jwt", "secret"], message: "must not be empty" });

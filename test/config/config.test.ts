@@ -1071,7 +1071,19 @@ describe("parseConfig", () => {
     expect(got[0].path).toBe("buckets[0].auth.jwt");
     expect(got[0].message).toContain("put the JWT settings in the top-level `jwt:` section");
     // and, in the same report, what the config without that key still lacks
-    expect(got.slice(1)).toEqual([{ path: "buckets[0].auth.enabled", message: "auth is enabled but there is no enabled top-level `jwt:` section", line: 5 }]);
+    expect(got.slice(1)).toEqual([{ path: "buckets[0].auth.enabled", message: expect.stringContaining("auth is enabled but there is no top-level `jwt:` section"), line: 5 }]);
+  });
+
+  // The original README's `auth: { enabled: true } # Requires JWT` with no `jwt:` was told only
+  // "auth is enabled but there is no enabled top-level `jwt:` section": nothing of what to write.
+  test("a bucket's auth.enabled with no jwt section, or with jwt.enabled false, says what to write", () => {
+    const tail = ", or set this bucket's `auth.enabled: false` to serve it without a token";
+    expect(issues(B + `    auth: { enabled: true }\n`).map((i) => `${i.path}: ${i.message}`)).toEqual([
+      "buckets[0].auth.enabled: auth is enabled but there is no top-level `jwt:` section to check tokens with: add one (`jwt: { secret: \"${JWT_SECRET}\", algorithm: HS256 }`, or with `jwks_url` or a public key file; see the configuration reference)" + tail,
+    ]);
+    expect(issues(`jwt: { enabled: false, secret: "" }\n` + B + `    auth: { enabled: true }\n`).map((i) => `${i.path}: ${i.message}`)).toEqual([
+      "buckets[0].auth.enabled: auth is enabled but the top-level `jwt:` section has `enabled: false`: set `jwt.enabled: true` (its default)" + tail,
+    ]);
   });
 
   test("the original README's token-source pitfall (param_name / header_name) says to write `name`, and nothing else about those entries", () => {
