@@ -467,7 +467,7 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
     for (const { i } of authBuckets) issues.push({ path: ["buckets", i, "auth", "enabled"], message: `${missing}, or set this bucket's \`auth.enabled: false\` to serve it without a token` });
     return;
   }
-  if (jwt.secret === "") issues.push({ path: ["jwt", "secret"], message: "must not be empty" });
+  if (jwt.secret === "") issues.push({ path: ["jwt", "secret"], message: "must not be empty: write the HMAC secret tokens are signed with (at least 32 bytes, such as \"${JWT_SECRET}\"), or remove the key when tokens are checked with a public key or jwks_url" });
   const algs = new Set<Algorithm>([jwt.algorithm, ...(jwt.algorithms ?? []), ...jwt.keys.map((k) => k.algorithm)]);
   for (const alg of [jwt.algorithm, ...(jwt.algorithms ?? [])]) {
     if (isHmac(alg) && jwt.secret === undefined && !jwt.keys.some((k) => k.algorithm === alg && k.secret))
@@ -493,7 +493,7 @@ function validateJwt(cfg: RawConfig, baseDir: string | undefined, issues: Issue[
       if (k.secret) issues.push({ path: ["jwt", "keys", i, "secret"], message: `key ${k.id} uses ${k.algorithm}: give a PEM path, not a secret` });
     }
   });
-  if (jwt.secret && ![...algs].some(isHmac)) issues.push({ path: ["jwt", "secret"], message: "a secret is set but no HS* algorithm is configured" });
+  if (jwt.secret && ![...algs].some(isHmac)) issues.push({ path: ["jwt", "secret"], message: `a secret is set but no HS* algorithm is configured (${[...algs].join(", ")}): list HS256 (or HS384, HS512) in jwt.algorithms, or remove the secret` });
   // (its keys are read for the asymmetric algorithms only: with HS* alone every key was skipped,
   // the JWKS never counted as loaded, /ready stayed 503 and every reload was refused for it)
   if (jwt.jwks_url && [...algs].every(isHmac)) {

@@ -550,8 +550,17 @@ describe("parseConfig", () => {
   test("jwt.secret: \"\" loads with JWT off (the original's configs write `jwt: { enabled: false, secret: \"\" }`); with JWT on it is refused once", () => {
     expect(parseConfig(`jwt: { enabled: false, secret: "" }\n${B}`, { env: {} }).jwt!.enabled).toBe(false);
     expect(parseConfig(`jwt:\n  enabled: false\n  secret: ""\n  algorithm: HS256\n${B}`, { env: {} }).jwt!.enabled).toBe(false);
-    expect(issues(`jwt: { enabled: true, secret: "" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual(["jwt.secret: must not be empty"]);
-    expect(issues(`jwt: { enabled: true, secret: "", algorithm: RS256, jwks_url: "https://idp.test/jwks" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual(["jwt.secret: must not be empty"]);
+    // (saying what to write: it said only "must not be empty")
+    const empty = "jwt.secret: must not be empty: write the HMAC secret tokens are signed with (at least 32 bytes, such as \"${JWT_SECRET}\"), or remove the key when tokens are checked with a public key or jwks_url";
+    expect(issues(`jwt: { enabled: true, secret: "" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([empty]);
+    expect(issues(`jwt: { enabled: true, secret: "", algorithm: RS256, jwks_url: "https://idp.test/jwks" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([empty]);
+  });
+
+  // It said only "a secret is set but no HS* algorithm is configured".
+  test("a jwt.secret beside asymmetric algorithms only names them and says what to write", () => {
+    expect(issues(`jwt: { secret: "s-0123456789abcdef0123456789abcdef", algorithm: RS256, jwks_url: "https://idp.test/jwks" }\n${B}`).map((i) => `${i.path}: ${i.message}`)).toEqual([
+      "jwt.secret: a secret is set but no HS* algorithm is configured (RS256): list HS256 (or HS384, HS512) in jwt.algorithms, or remove the secret",
+    ]);
   });
 
   test("${VAR} is substituted from the environment", () => {
