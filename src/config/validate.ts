@@ -676,14 +676,14 @@ function validateBucket(b: RawConfig["buckets"][number], i: number, names: Map<s
   checkUrl(az?.opa_url, at("authorization", "opa_url"), "credentials in the URL are not supported", issues);
   checkUrl(az?.openfga_endpoint, at("authorization", "openfga_endpoint"), "put the OpenFGA token in openfga_api_token", issues);
   if (az?.type === "opa") {
-    if (!az.opa_url) issues.push({ path: at("authorization", "opa_url"), message: "required for type opa" });
-    if (!az.opa_policy_path) issues.push({ path: at("authorization", "opa_policy_path"), message: "required for type opa" });
+    if (!az.opa_url) issues.push({ path: at("authorization", "opa_url"), message: "required for type opa: the OPA server's URL (`opa_url: http://127.0.0.1:8181`)" });
+    if (!az.opa_policy_path) issues.push({ path: at("authorization", "opa_policy_path"), message: "required for type opa: the policy rule asked, as a path (`opa_policy_path: yatagarasu/allow`)" });
   }
   if (az?.type === "openfga") {
     const tokenProblem = headerCredentialProblem("openfga_api_token", az.openfga_api_token, "OpenFGA");
     if (tokenProblem) issues.push({ path: at("authorization", "openfga_api_token"), message: tokenProblem });
-    if (!az.openfga_endpoint) issues.push({ path: at("authorization", "openfga_endpoint"), message: "required for type openfga" });
-    if (!az.openfga_store_id) issues.push({ path: at("authorization", "openfga_store_id"), message: "required for type openfga" });
+    if (!az.openfga_endpoint) issues.push({ path: at("authorization", "openfga_endpoint"), message: "required for type openfga: the OpenFGA server's URL (`openfga_endpoint: http://127.0.0.1:8080`)" });
+    if (!az.openfga_store_id) issues.push({ path: at("authorization", "openfga_store_id"), message: "required for type openfga: the id of the store its checks are asked in (`openfga_store_id: 01H…`)" });
     if (!b.auth.enabled) issues.push({ path: at("authorization"), message: "openfga needs an authenticated user: set auth.enabled: true" });
   }
   for (const list of ["allowlist", "blocklist"] as const)

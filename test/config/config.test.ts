@@ -1168,6 +1168,22 @@ describe("parseConfig", () => {
     ]);
   });
 
+  // They said only "required for type opa" / "required for type openfga".
+  test("an opa or openfga authorization without its URL, policy path or store id says what goes there", () => {
+    const J = `jwt: { secret: "s-0123456789abcdef0123456789abcdef" }\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n    auth: { enabled: true }\n`;
+    const said = (authz: string) => issues(`${J}    authorization: ${authz}\n`).map((i) => `${i.path}: ${i.message}`);
+    expect(["opa", "openfga"].map((type) => said(`{ type: ${type} }`))).toEqual([
+      [
+        "buckets[0].authorization.opa_url: required for type opa: the OPA server's URL (`opa_url: http://127.0.0.1:8181`)",
+        "buckets[0].authorization.opa_policy_path: required for type opa: the policy rule asked, as a path (`opa_policy_path: yatagarasu/allow`)",
+      ],
+      [
+        "buckets[0].authorization.openfga_endpoint: required for type openfga: the OpenFGA server's URL (`openfga_endpoint: http://127.0.0.1:8080`)",
+        "buckets[0].authorization.openfga_store_id: required for type openfga: the id of the store its checks are asked in (`openfga_store_id: 01H…`)",
+      ],
+    ]);
+  });
+
   test("authorization keys without their opa_ / openfga_ prefix (url, store_id, an opa: section) are refused naming the key to write", () => {
     const J = `jwt: { secret: "s-0123456789abcdef0123456789abcdef" }\nbuckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n    auth: { enabled: true }\n`;
     const hints = (authz: string) => issues(`${J}    authorization: ${authz}\n`).filter((i) => !/required for type/.test(i.message)).map((i) => `${i.path}: ${i.message}`);
