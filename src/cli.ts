@@ -23,7 +23,7 @@ import { listenS3 } from "./server/s3-listener.ts";
 import { startFetchClient } from "./util/descriptors.ts";
 import { collectWhenIdle } from "./server/body-garbage.ts";
 import { connectTimeoutNote, fetchConcurrencyWarning, poolSizeNote } from "./s3/upstream.ts";
-import { cacheOffNote, cacheUnusedNote, diskDir, diskShareNote, memoryLimitNote, purgeUnservedFolder } from "./cache/config.ts";
+import { bucketItemCapNote, cacheOffNote, cacheUnusedNote, diskDir, diskShareNote, memoryLimitNote, purgeUnservedFolder } from "./cache/config.ts";
 import { diskDirProblem, diskRoomWarning, folderBytes } from "./cache/disk.ts";
 import { loadStaticKeys } from "./auth/keys.ts";
 import { COMMIT, VERSION, VERSION_LINE } from "./version.ts";
@@ -243,6 +243,7 @@ function configNotes(config: Config): Array<{ level: "info" | "warn"; text: stri
   add("info", poolSizeNote(config.buckets));
   add("warn", cacheOffNote(config));
   add("warn", cacheUnusedNote(config));
+  add("warn", bucketItemCapNote(config));
   add("warn", diskShareNote(config.cache, workerCount(config)));
   add("warn", memoryLimitNote(config.cache, workerCount(config)));
   add("warn", demoSecretsNote(config));

@@ -261,12 +261,8 @@ export function cacheRestartKey(cfg: CacheConfig, baseDir?: string): string {
  */
 export function bucketCachePolicy(cfg: CacheConfig, bucket: Pick<BucketConfig, "cache"> & { s3?: { timeout: number; replicas?: readonly { timeout?: number | undefined }[] | undefined } }): CachePolicy | null {
   if (!cfg.enabled || bucket.cache?.enabled !== true) return null;
-  const limits: Record<string, number> = { memory: cfg.memory.max_item_size_mb };
-  if (cfg.disk) limits.disk = cfg.disk.max_item_size_mb;
-  if (cfg.redis) limits.redis = cfg.redis.max_item_size_mb;
-  const layers = cfg.cache_layers;
-  const layerMax = Math.max(...layers.map((l) => limits[l] ?? 0));
-  const buffered = layers.filter((l) => l !== "disk").map((l) => limits[l] ?? 0);
+  const { limits, layerMax } = layerItemLimits(cfg);
+  const buffered = cfg.cache_layers.filter((l) => l !== "disk").map((l) => limits[l] ?? 0);
   const bufferMb = buffered.length > 0 ? Math.max(...buffered) : cfg.memory.max_item_size_mb;
   const maxItemBytes = mb(Math.min(bucket.cache.max_item_size_mb ?? layerMax, layerMax));
   const policy: CachePolicy = { ttlSeconds: bucket.cache.ttl_seconds, defaultTtlSeconds: cfg.memory.default_ttl_seconds, maxItemBytes };
@@ -280,6 +276,30 @@ export function bucketCachePolicy(cfg: CacheConfig, bucket: Pick<BucketConfig, "
     policy.stallTimeoutMs = bucket.s3.timeout * 1000;
   }
   return policy;
+}
+
+/** The largest item (MiB) each configured layer keeps, and the largest of those: what caps a bucket's max_item_size_mb. */
+function layerItemLimits(cfg: CacheConfig): { limits: Record<string, number>; layerMax: number } {
+  const limits: Record<string, number> = { memory: cfg.memory.max_item_size_mb };
+  if (cfg.disk) limits.disk = cfg.disk.max_item_size_mb;
+  if (cfg.redis) limits.redis = cfg.redis.max_item_size_mb;
+  return { limits, layerMax: Math.max(...cfg.cache_layers.map((l) => limits[l] ?? 0)) };
+}
+
+/**
+ * Cached buckets whose own `cache.max_item_size_mb` is above the largest item any configured layer
+ * keeps: it is capped there, and the objects between the two are never cached (the original
+ * README's `max_size: "1GB"` rewritten as `max_item_size_mb: 1024` over the memory layer's
+ * default 10 MiB cached nothing above 10 MiB, unsaid). Said at start and by --check.
+ */
+export function bucketItemCapNote(config: { cache: CacheConfig; buckets: readonly Pick<BucketConfig, "name" | "cache">[] }): string | undefined {
+  if (!config.cache.enabled) return undefined;
+  const { limits, layerMax } = layerItemLimits(config.cache);
+  const over = config.buckets.filter((b) => b.cache?.enabled === true && (b.cache.max_item_size_mb ?? 0) > layerMax);
+  if (over.length === 0) return undefined;
+  const layers = config.cache.cache_layers.map((l) => `${l} ${limits[l]} MiB`).join(", ");
+  const raise = config.cache.cache_layers.map((l) => `cache.${l}.max_item_size_mb`).join(" or ");
+  return `cache.max_item_size_mb of bucket${over.length > 1 ? "s" : ""} ${over.map((b) => `${b.name} (${b.cache!.max_item_size_mb} MiB)`).join(", ")} is more than the largest object the cache layers keep (${layers}): objects over ${layerMax} MiB are not cached; raise ${raise} (a disk layer keeps large objects), or lower the bucket's to ${layerMax} or less`;
 }
 
 /** Buckets that enable their cache under a top-level `cache.enabled: false` (the switch wins): said at start and by --check. */

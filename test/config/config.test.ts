@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, formatIssues, loadConfig, parseConfig, shownArgument, type ConfigIssue } from "../../src/config/load.ts";
-import { bucketCachePolicy, cacheOffNote, cacheUnusedNote, cgroupMemoryLimit, diskShareNote, memoryLimitNote } from "../../src/cache/config.ts";
+import { bucketCachePolicy, bucketItemCapNote, cacheOffNote, cacheUnusedNote, cgroupMemoryLimit, diskShareNote, memoryLimitNote } from "../../src/cache/config.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -20,6 +20,20 @@ function issues(yaml: string, env: Record<string, string | undefined> = {}): Con
   }
   throw new Error("expected a ConfigError");
 }
+
+// A bucket's max_item_size_mb above every layer's was capped in silence: the original README's
+// `max_size: "1GB"`, rewritten as the refusal said (`max_item_size_mb` here), as 1024 over the
+// memory layer's default 10 MiB cached nothing over 10 MiB, and --check said nothing.
+test("a bucket's cache.max_item_size_mb above the largest item its layers keep is noted, naming the bucket, the layers and what to change", () => {
+  const cached = (size: number, cache = "") => parseConfig(`${cache}${B}    cache: { enabled: true, max_item_size_mb: ${size} }\n`, { env: {} });
+  expect(bucketItemCapNote(cached(1024))).toBe(
+    "cache.max_item_size_mb of bucket b (1024 MiB) is more than the largest object the cache layers keep (memory 10 MiB): objects over 10 MiB are not cached; raise cache.memory.max_item_size_mb (a disk layer keeps large objects), or lower the bucket's to 10 or less",
+  );
+  // within a layer's limit (a disk layer's 1024 MiB default), or the cache switched off: nothing to say
+  const disk = "cache: { cache_layers: [memory, disk], disk: { path: /tmp/d } }\n";
+  expect([bucketItemCapNote(cached(10)), bucketItemCapNote(cached(1024, disk)), bucketItemCapNote(cached(1024, "cache: { enabled: false }\n"))]).toEqual([undefined, undefined, undefined]);
+  expect(bucketItemCapNote(cached(2048, disk))).toContain("(memory 10 MiB, disk 1024 MiB): objects over 1024 MiB are not cached; raise cache.memory.max_item_size_mb or cache.disk.max_item_size_mb");
+});
 
 describe("Redis URLs and the original's redis_db / redis_password", () => {
   const redis = (r: string) => `cache:\n  cache_layers: [memory, redis]\n  redis: ${r}\n${B}`;
