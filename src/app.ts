@@ -344,9 +344,11 @@ export class App implements Services {
     const old = this.runtime;
     // The audit file is opened again if it was moved or deleted (logrotate's mv + SIGHUP), whatever the config's fate.
     void this.audit?.reopen();
-    const fail = (error: string) => {
+    // (`problems`: a refused file's problems one by one, as a refused start logs them: the reload's
+    // line had them only joined by newlines in `error`, which a log pipeline shows as one line)
+    const fail = (error: string, problems?: string[]) => {
       this.metrics.configReload("failure");
-      this.log.error("config reload failed; the previous config keeps serving", { error, generation: old.generation });
+      this.log.error("config reload failed; the previous config keeps serving", { error, ...(problems && { problems }), generation: old.generation });
       return { ok: false, error, generation: old.generation };
     };
     // A worker process never reads the file: it runs only what its primary read and validated.
@@ -361,7 +363,7 @@ export class App implements Services {
       const places = Object.keys(restartOnly(old.config));
       ({ config, text, lines } = await loadConfigSourceOffThread(file, sent ? { text: sent.text, baseDir: sent.baseDir, places } : { places }));
     } catch (err) {
-      return fail(err instanceof ConfigError ? err.message : "cannot load config");
+      return err instanceof ConfigError ? fail(err.message, err.message.split("\n")) : fail("cannot load config");
     }
     if (cacheRestartKey(config.cache, config.baseDir) !== cacheRestartKey(old.config.cache, old.config.baseDir))
       return fail(`${cacheRestartChanges(old.config.cache, config.cache, config.baseDir).join(", ")} changed: the cache's disk and redis layers (cache.enabled with them, cache_layers, disk.path, disk.fsync, the redis connection: redis.url, key_prefix, connect_timeout_ms, operation_timeout_ms) cannot change on reload: restart the process`);

@@ -76,10 +76,13 @@ describe("SIGHUP reload", () => {
   });
 
   test("an invalid config is refused: the old config keeps serving, the error is logged and counted", async () => {
-    writeConfigAtomically("server: { address: 127.0.0.1, port: 0 }\nbuckets: []\n");
+    writeConfigAtomically("server: { address: 127.0.0.1, port: 0, workers: -1 }\nbuckets: []\n");
     const line = await reload(FAILED);
     expect(line).toMatchObject({ level: "error", generation: 2 });
     expect(String(line.error)).toContain("buckets");
+    // each problem on its own, as a refused start logs them (they were only joined by newlines in `error`)
+    expect(line.problems).toEqual(String(line.error).split("\n"));
+    expect((line.problems as string[]).length).toBeGreaterThan(1);
 
     for (const p of ["/one/obj.txt", "/two/obj.txt"]) {
       const res = await fetch(px.url(p));
