@@ -74,7 +74,9 @@ export function s3RequestIdOf(headers: Headers): string | undefined {
 export function retryAfterMs(value: string | null, now = Date.now()): number {
   if (value === null) return 0;
   const v = value.trim();
-  if (/^\d{1,9}$/.test(v)) return Number(v) * 1000;
+  // (any number of digits, as RFC 9110's delay-seconds: one of 10 or more was read as none, and
+  // a store that asked for a pause that long was retried at once)
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
   const at = Date.parse(v);
   return Number.isNaN(at) ? 0 : Math.max(0, at - now);
 }

@@ -267,7 +267,7 @@ clientTest()(
 );
 
 clientTest()(
-  "@aws-sdk/client-s3 under an upstream SlowDown with Retry-After: one longer than s3.retry's max_backoff_ms (30 s, or an HTTP-date a minute ahead: relayed as 60 s, was 1) is passed on after one upstream attempt (was retried twice within ~100 ms); one within it (1 s) is waited for before the retry",
+  "@aws-sdk/client-s3 under an upstream SlowDown with Retry-After: one longer than s3.retry's max_backoff_ms (30 s, or an HTTP-date a minute ahead: relayed as 60 s, was 1; or 10 digits of seconds: relayed as 99999, was read as none, retried twice and relayed as 1) is passed on after one upstream attempt (was retried twice within ~100 ms); one within it (1 s) is waited for before the retry",
   async () => {
     const c = new S3Client({ endpoint: env.endpoint, region: "us-east-1", forcePathStyle: true, credentials: APP, maxAttempts: 1 });
     const slowDown = (after: string, times?: number) => ({ kind: "error", status: 503, code: "SlowDown", message: "Please reduce your request rate.", headers: { "Retry-After": after }, times, method: "GET" }) as const;
@@ -275,6 +275,8 @@ clientTest()(
     env.s3.faults.set("/data/dir/b.txt", slowDown("1", 1));
     // (an HTTP-date, RFC 9110's other form, a minute ahead)
     env.s3.faults.set("/data/dir/sub/c.txt", slowDown(new Date(Date.now() + 60_000).toUTCString()));
+    // (delay-seconds of 10 digits: was read as none, retried at once, relayed as 1)
+    env.s3.faults.set("/data/dir/far.txt", slowDown("9999999999"));
     const from = Date.now();
     const refusal = (key: string) =>
       c.send(new GetObjectCommand({ Bucket: "data", Key: key })).then(
@@ -282,12 +284,14 @@ clientTest()(
         (e) => ({ code: e.name, retryAfter: e.$response?.headers?.["retry-after"] }),
       );
     try {
-      const [long, short, dated] = await Promise.all([refusal("dir/a.txt"), c.send(new GetObjectCommand({ Bucket: "data", Key: "dir/b.txt" })).then((g) => g.Body!.transformToString()), refusal("dir/sub/c.txt")]);
+      const [long, short, dated, far] = await Promise.all([refusal("dir/a.txt"), c.send(new GetObjectCommand({ Bucket: "data", Key: "dir/b.txt" })).then((g) => g.Body!.transformToString()), refusal("dir/sub/c.txt"), refusal("dir/far.txt")]);
       expect(long).toEqual({ code: "SlowDown", retryAfter: "30" });
       expect(env.s3.faults.hits("/data/dir/a.txt")).toBe(1);
       // (passed on after one attempt, with the seconds until that date: was Retry-After: 1)
       expect(dated).toEqual({ code: "SlowDown", retryAfter: expect.stringMatching(/^(59|60)$/) });
       expect(env.s3.faults.hits("/data/dir/sub/c.txt")).toBe(1);
+      expect(far).toEqual({ code: "SlowDown", retryAfter: "99999" });
+      expect(env.s3.faults.hits("/data/dir/far.txt")).toBe(1);
       expect(short).toBe("BB");
       const gets = env.s3.requests.filter((e) => e.at >= from && e.method === "GET" && e.pathname === "/data/dir/b.txt");
       expect(gets.map((e) => e.status)).toEqual([503, 200]);
@@ -296,6 +300,7 @@ clientTest()(
       env.s3.faults.delete("/data/dir/a.txt");
       env.s3.faults.delete("/data/dir/b.txt");
       env.s3.faults.delete("/data/dir/sub/c.txt");
+      env.s3.faults.delete("/data/dir/far.txt");
       c.destroy();
     }
   },
