@@ -156,6 +156,22 @@ describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
     expect("copy_source" in get).toBe(false);
   });
 
+  test("a CopyObject answered 200 with S3's <Error> keeps the upstream's request id in its line; one whose 200 holds no result names HTTP_200 (both were logged as the proxy's own failure)", async () => {
+    await env.s3.put("up", "log/src200.bin", bytesOf(100, 7));
+    const copy = async (key: string, body: string, id: string) => {
+      env.s3.faults.set(`/up/log/${key}`, { kind: "reply", status: 200, body, headers: { "x-amz-request-id": id }, method: "PUT", times: 1 });
+      const res = await signedFetch(env, { method: "PUT", path: `/up/log/${key}`, headers: { "x-request-id": `${key}-${engine}`, "x-amz-copy-source": "/up/log/src200.bin" } });
+      return { status: res.status, code: /<Code>([^<]*)<\/Code>/.exec(await res.text())?.[1] };
+    };
+    const err = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`;
+    expect(await copy("err200.bin", err, "7F1C2A3B4D5E6F70")).toEqual({ status: 503, code: "SlowDown" });
+    expect(await copy("cut200.bin", "<CopyObjectResult><ETa", "0A1B2C3D4E5F6071")).toEqual({ status: 500, code: "InternalError" });
+    const coded = await accessLine(`err200.bin-${engine}`);
+    expect(coded).toMatchObject({ status: 503, operation: "CopyObject", s3_error: "SlowDown", s3_request_id: "7F1C2A3B4D5E6F70" });
+    expect("upstream_error" in coded).toBe(false);
+    expect(await accessLine(`cut200.bin-${engine}`)).toMatchObject({ status: 500, operation: "CopyObject", s3_error: "InternalError", s3_request_id: "0A1B2C3D4E5F6071", upstream_error: "HTTP_200" });
+  });
+
   // The line did not say a request was presigned: a link that failed (expired, mis-signed) or a
   // download through one read like any signed request.
   test("a presigned request's line says presigned: true, verified or refused; a header-signed one has no such field", async () => {

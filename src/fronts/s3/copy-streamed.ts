@@ -38,7 +38,7 @@ import { EXPECTED_OWNER, getObjectDirect, getObjectTagging, listParts, OBJECT_HE
 import { RequestBodyError } from "../../s3/upstream.ts";
 import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
-import { errorOf, readUpstreamCapped, relayError, MAX_RESULT_BODY, tryParse, upstreamBucketsOf } from "./relay.ts";
+import { readUpstreamCapped, relayError, resultFail, MAX_RESULT_BODY, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { taggingHeader } from "./tagging.ts";
 import { callOf, requestHeaders, writeUpstream } from "./writes.ts";
 import { childrenNamed, childText, type XmlElement } from "./xml-reader.ts";
@@ -254,7 +254,7 @@ async function resultOf(res: Response, read: SourceRead, upstreamBucket: string)
   // body is read before the write is called done (it was left unread: reported as the copy's success).
   // (a body that cannot be read says nothing against the 200 it came with)
   const doc = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY).catch(() => undefined));
-  if (doc?.name === "Error") throw s3Fail(errorOf(res.status, doc, upstreamBucket));
+  if (doc?.name === "Error") throw resultFail(res, doc, upstreamBucket);
   // (none the upstream's Connection header names: hop-by-hop, the proxy's alone, as relay.ts drops them)
   const h = res.headers;
   const fields: Array<[string, string]> = [];

@@ -20,7 +20,7 @@ import { isRefusal, s3ErrorOf, s3Fail } from "./fail.ts";
 import { ProxyError } from "../../errors.ts";
 import type { S3RequestContext } from "./front.ts";
 import { mayAccess } from "./permissions.ts";
-import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
+import { MAX_RESULT_BODY, readUpstreamCapped, relayError, resultFail, tryParse, xmlAnswer } from "./relay.ts";
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { versionIdProblem } from "./operations.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
@@ -351,7 +351,7 @@ function streamedAnswer(ctx: RequestContext, r: StreamedResult, root: "CopyObjec
 async function copyResult(ctx: RequestContext, res: Response, root: "CopyObjectResult" | "CopyPartResult", upstreamBuckets: readonly string[]): Promise<Response> {
   if (res.status !== 200) return relayError(res, upstreamBuckets);
   const doc = tryParse(await readingResult(ctx, res, (r) => readUpstreamCapped(r, MAX_RESULT_BODY)));
-  if (doc?.name !== root) throw s3Fail(errorOf(res.status, doc, upstreamBuckets));
+  if (doc?.name !== root) throw resultFail(res, doc, upstreamBuckets);
   let xml = XML_DECL + `<${root} xmlns="${S3_XMLNS}">`;
   for (const name of ["ETag", "LastModified", "ChecksumType", "ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256"]) {
     const v = childText(doc, name);

@@ -29,7 +29,7 @@ import { s3Error } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { mayAccess, refusalReason } from "./permissions.ts";
-import { emptyAnswer, entryErrorOf, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
+import { emptyAnswer, entryErrorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, resultFail, tryParse, xmlAnswer } from "./relay.ts";
 import { keyRefusal, MAX_KEY_BYTES } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { child, childText, childrenNamed, type XmlElement } from "./xml-reader.ts";
@@ -241,7 +241,7 @@ export async function deleteObjectsOp(ctx: RequestContext): Promise<Response> {
     const result = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY).catch(async (err) => (await unsure(), Promise.reject(err))));
     if (result?.name !== "DeleteResult") {
       await unsure();
-      throw s3Fail(errorOf(res.status, result, upstream.bucket));
+      throw resultFail(res, result, upstream.bucket);
     }
     const deletedKeys = takeResults(result, unique, send, upstream.bucket);
     // A key S3 deleted, or one whose entries did not all fail their condition (an error may have

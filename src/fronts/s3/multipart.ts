@@ -29,7 +29,7 @@ import {
 import { s3Error, type S3ErrorCode } from "./errors.ts";
 import { objectLocation } from "./location.ts";
 import { s3Fail } from "./fail.ts";
-import { emptyAnswer, errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse, xmlAnswer } from "./relay.ts";
+import { emptyAnswer, MAX_RESULT_BODY, readUpstreamCapped, relayError, resultFail, tryParse, xmlAnswer } from "./relay.ts";
 import { xmlResponse } from "./operations.ts";
 import { withNextPartNumberMarker, withResumeMarker } from "./list.ts";
 import { controlsAsReferences, el, isWellFormedResult, maskOwners, quoteListingEtags, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
@@ -51,7 +51,7 @@ const INTEGER = /^\d{1,64}$/;
 async function resultDoc(res: Response, root: string, upstreamBucket: string): Promise<XmlElement> {
   const doc = tryParse(await readUpstreamCapped(res, MAX_RESULT_BODY));
   if (doc?.name === root) return doc;
-  throw s3Fail(errorOf(res.status, doc, upstreamBucket));
+  throw resultFail(res, doc, upstreamBucket);
 }
 
 export async function createMultipartUploadOp(ctx: RequestContext): Promise<Response> {

@@ -14,6 +14,7 @@ import { CHECKSUM_VALUE_HEADERS } from "../../s3/operations/common.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import type { S3RequestContext } from "./front.ts";
 import { CREDENTIAL_CODES, s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } from "./errors.ts";
+import type { ProxyError } from "../../errors.ts";
 import { s3Fail } from "./fail.ts";
 import { redirectDetail, relayedRetryAfter, s3RequestIdOf, SLOW_DOWN_REASON } from "../../s3/errors.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
@@ -289,10 +290,26 @@ export function tryParse(bytes: Uint8Array | undefined): XmlElement | undefined 
  * `notFound`: what a 404 that names no code is (an operation on an upload id: NoSuchUpload, as S3
  * answers it; NoSuchKey by default).
  */
+/** Whether `doc` is S3's error document with its code. */
+function isCodedError(doc: XmlElement | undefined): boolean {
+  return doc?.name === "Error" && doc.children.some((c) => c.name === "Code");
+}
+
+/**
+ * A 200 whose result document is not the one asked for (`doc`: what it held, parsed): S3's
+ * <Error> in a 200 (a failure after the head went out, as a Complete's or a copy's may) is that
+ * error, anything else (cut short, not XML, another root) the upstream's failure. As relayError's,
+ * its access line keeps the upstream's request id, and an answer with no S3 code names its status
+ * (upstream_error HTTP_200): until 2026-12-07 neither, the line read as the proxy's own failure.
+ */
+export function resultFail(res: Response, doc: XmlElement | undefined, upstreamBucket: string | readonly string[]): ProxyError {
+  return s3Fail(errorOf(res.status, doc, upstreamBucket), s3RequestIdOf(res.headers), isCodedError(doc) ? undefined : res.status);
+}
+
 export async function relayError(res: Response, upstreamBucket: string | readonly string[], notFound?: S3ErrorCode): Promise<never> {
   const body = res.body === null ? undefined : await readUpstreamCapped(res, MAX_ERROR_BODY).catch(() => undefined);
   const doc = tryParse(body);
-  const coded = doc?.name === "Error" && doc.children.some((c) => c.name === "Code");
+  const coded = isCodedError(doc);
   // (a 503 with S3's reason phrase and no readable code, as a HEAD's: S3's SlowDown)
   const slowDown = res.status === 503 && doc?.name !== "Error" && SLOW_DOWN_REASON.test(res.statusText);
   const e = slowDown
