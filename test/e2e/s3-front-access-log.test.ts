@@ -172,6 +172,23 @@ describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
     expect(await accessLine(`cut200.bin-${engine}`)).toMatchObject({ status: 500, operation: "CopyObject", s3_error: "InternalError", s3_request_id: "0A1B2C3D4E5F6071", upstream_error: "HTTP_200" });
   });
 
+  test("a write the upstream refuses for the proxy's own signature (a rotated key; GCS refusing a checksum so) is logged with the upstream's code, SignatureDoesNotMatch, as a read is; the client is told AccessDenied", async () => {
+    env.s3.faults.set("/up/log/refused-sig.bin", { kind: "error", status: 403, code: "SignatureDoesNotMatch", message: "Invalid argument." });
+    try {
+      const write = await put(`sig-put-${engine}`, "/up/log/refused-sig.bin", bytesOf(100, 3));
+      const del = await signedFetch(env, { method: "DELETE", path: "/up/log/refused-sig.bin", headers: { "x-request-id": `sig-del-${engine}` } });
+      const read = await signedFetch(env, { method: "GET", path: "/up/log/refused-sig.bin", headers: { "x-request-id": `sig-get-${engine}` } });
+      const told = async (r: Response) => [r.status, /<Code>([^<]*)<\/Code>/.exec(await r.text())?.[1]];
+      expect([await told(write), await told(del), await told(read)]).toEqual([[403, "AccessDenied"], [403, "AccessDenied"], [403, "AccessDenied"]]);
+      for (const [id, operation] of [[`sig-put-${engine}`, "PutObject"], [`sig-del-${engine}`, "DeleteObject"], [`sig-get-${engine}`, "GetObject"]]) {
+        const l = await accessLine(id!);
+        expect({ operation: l.operation, status: l.status, s3_error: l.s3_error, upstream: typeof l.s3_request_id }).toEqual({ operation, status: 403, s3_error: "SignatureDoesNotMatch", upstream: "string" });
+      }
+    } finally {
+      env.s3.faults.clear();
+    }
+  });
+
   // The line did not say a request was presigned: a link that failed (expired, mis-signed) or a
   // download through one read like any signed request.
   test("a presigned request's line says presigned: true, verified or refused; a header-signed one has no such field", async () => {

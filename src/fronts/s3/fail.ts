@@ -22,10 +22,13 @@ function proxyCodeOf(status: number): ErrorCode {
  * `s3RequestId`: the upstream's x-amz-request-id when the error is its refusal (the access log
  * names it). `bareStatus`: the upstream's status when its answer carried no S3 error code (a
  * redirect, a balancer's HTML 502): the access log's upstream_error names it (HTTP_301), as for
- * the shared reads.
+ * the shared reads. `upstreamCode`: the upstream's own code when the client is told another (a
+ * refusal of the proxy's credentials, told as AccessDenied): the access log's s3_error, as a
+ * read's line has it.
  */
-export function s3Fail(e: S3Error, s3RequestId?: string, bareStatus?: number): ProxyError {
-  return new ProxyError(proxyCodeOf(e.status), { headers: e.headers, cause: bareStatus === undefined ? { s3: e, s3Code: e.code, s3RequestId } : { s3: e, s3Code: e.code, s3RequestId, bareStatus } });
+export function s3Fail(e: S3Error, s3RequestId?: string, bareStatus?: number, upstreamCode?: string): ProxyError {
+  const s3Code = upstreamCode ?? e.code;
+  return new ProxyError(proxyCodeOf(e.status), { headers: e.headers, cause: bareStatus === undefined ? { s3: e, s3Code, s3RequestId } : { s3: e, s3Code, s3RequestId, bareStatus } });
 }
 
 /** The S3Error a ProxyError was made from by s3Fail, if any. */

@@ -175,8 +175,14 @@ export function entryErrorOf(entry: XmlElement, upstreamBucket: string): { code:
   return { code: e.code, message: e.message };
 }
 
-function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: string | readonly string[]): S3Error {
+/** An upstream <Error>'s code (1 to 64 characters, as a read's is taken: src/s3/errors.ts parseS3ErrorCode), or undefined. */
+function upstreamCodeOf(doc: XmlElement | undefined): string | undefined {
   const code = doc?.name === "Error" ? doc.children.find((c) => c.name === "Code")?.text.trim() : undefined;
+  return code !== undefined && code.length > 0 && code.length <= 64 ? code : undefined;
+}
+
+function errorCode(status: number, doc: XmlElement | undefined, upstreamBucket: string | readonly string[]): S3Error {
+  const code = upstreamCodeOf(doc);
   const message = doc?.name === "Error" ? doc.children.find((c) => c.name === "Message")?.text : undefined;
   if (code !== undefined && CREDENTIAL_CODES.has(code)) return s3Error("AccessDenied");
   if (code !== undefined && Object.hasOwn(S3_ERRORS, code)) {
@@ -303,7 +309,7 @@ function isCodedError(doc: XmlElement | undefined): boolean {
  * (upstream_error HTTP_200): until 2026-12-07 neither, the line read as the proxy's own failure.
  */
 export function resultFail(res: Response, doc: XmlElement | undefined, upstreamBucket: string | readonly string[]): ProxyError {
-  return s3Fail(errorOf(res.status, doc, upstreamBucket), s3RequestIdOf(res.headers), isCodedError(doc) ? undefined : res.status);
+  return s3Fail(errorOf(res.status, doc, upstreamBucket), s3RequestIdOf(res.headers), isCodedError(doc) ? undefined : res.status, upstreamCodeOf(doc));
 }
 
 export async function relayError(res: Response, upstreamBucket: string | readonly string[], notFound?: S3ErrorCode): Promise<never> {
@@ -317,5 +323,5 @@ export async function relayError(res: Response, upstreamBucket: string | readonl
     : res.status === 404 && !coded && notFound !== undefined
       ? s3Error(notFound)
       : errorOf(res.status, doc, upstreamBucket, res.headers.get("retry-after"));
-  throw s3Fail(e, s3RequestIdOf(res.headers), coded ? undefined : res.status);
+  throw s3Fail(e, s3RequestIdOf(res.headers), coded ? undefined : res.status, upstreamCodeOf(doc));
 }
