@@ -167,6 +167,48 @@ describe.each(["bun", "node"] as const)("the S3 listener on the %s engine", (eng
     );
 
     test(
+      "a store without S3's checksums or aws-chunked (B2, R2 and Ceph RGW of before 2025) refusing what the proxy carries for the client: a header checksum, a small trailer one as a header, a large one re-framed as STREAMING-UNSIGNED-PAYLOAD-TRAILER; the client gets the store's code and message (README, Known limits), nothing is stored",
+      async () => {
+        const b2 = { kind: "error", status: 400, code: "InvalidArgument", message: "Unsupported header 'x-amz-checksum-crc32' received for this API call.", method: "PUT" } as const;
+        const swift = { kind: "error", status: 501, code: "NotImplemented", message: "Transferring payloads in multiple chunks using aws-chunked is not supported.", method: "PUT" } as const;
+        const small = bytesOf(1000, 5);
+        const large = bytesOf(100_000, 6);
+        env.s3.faults.set("/up/stores/header.bin", b2);
+        env.s3.faults.set("/up/stores/small-trailer.bin", b2);
+        env.s3.faults.set("/up/stores/large-trailer.bin", swift);
+        try {
+          const header = await answerOf(await signedFetch(env, { method: "PUT", path: "/up/stores/header.bin", body: small, headers: { "x-amz-checksum-crc32": crc32(small), "x-amz-sdk-checksum-algorithm": "CRC32" } }));
+          const trailer = async (key: string, payload: Uint8Array) => {
+            const req = chunkedRequest({ mode: "STREAMING-UNSIGNED-PAYLOAD-TRAILER", host: host(), path: `/up/stores/${key}`, payload, chunkSize: 65536, trailer: ["x-amz-checksum-crc32", crc32(payload)] });
+            return answerOf(await fetch(`${env.endpoint}/up/stores/${key}`, { method: "PUT", headers: req.headers, body: req.body }));
+          };
+          const smallTrailer = await trailer("small-trailer.bin", small);
+          const largeTrailer = await trailer("large-trailer.bin", large);
+          // (the message as the XML body writes it: the SDKs read it back as the store wrote it)
+          const b2Text = b2.message.replaceAll("'", "&apos;");
+          expect([header, smallTrailer, largeTrailer].map((a) => [a.status, a.code, a.message])).toEqual([
+            [400, "InvalidArgument", b2Text],
+            [400, "InvalidArgument", b2Text],
+            [501, "NotImplemented", swift.message],
+          ]);
+          const sent = (key: string): unknown[] => {
+            const h = env.s3.requests.findLast((e) => e.method === "PUT" && e.pathname === `/up/stores/${key}`)!.headers;
+            return [h["x-amz-checksum-crc32"] !== undefined, h["x-amz-trailer"] ?? null, h["content-encoding"] ?? null];
+          };
+          expect([sent("header.bin"), sent("small-trailer.bin"), sent("large-trailer.bin")]).toEqual([
+            [true, null, null],
+            [true, null, null],
+            [false, "x-amz-checksum-crc32", "aws-chunked"],
+          ]);
+          for (const key of ["header.bin", "small-trailer.bin", "large-trailer.bin"]) expect(await env.s3.exists("up", `stores/${key}`)).toBe(false);
+        } finally {
+          env.s3.faults.clear();
+        }
+      },
+      T,
+    );
+
+    test(
       "an upstream refusal's message that names the store's internals (a host of any domain, an IPv6 address, an account id, a key id) is replaced by S3's text; S3's own messages are kept; AccessDenied is always S3's 'Access Denied'",
       async () => {
         const leaky: Array<[number, string, string]> = [
