@@ -41,6 +41,11 @@ export class LruMap<V> {
     for (let n = this.head; n !== null; n = n.next) yield n.value;
   }
 
+  /** [key, value] pairs from least to most recently used (deleting the entry being visited ends the walk: snapshot first). */
+  *entries(): IterableIterator<[string, V]> {
+    for (let n = this.head; n !== null; n = n.next) yield [n.key, n.value];
+  }
+
   get size(): number {
     return this.map.size;
   }
