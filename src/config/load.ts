@@ -360,6 +360,8 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, par
     const p = (issue as { prefix?: string }).prefix ?? "";
     if (fromVar !== undefined) return `${issue.message}, got the value of \${${fromVar}}`;
     if (partVar !== undefined) return `${issue.message}, got a value holding \${${partVar}}`;
+    // (an empty one: "/" alone would make the bucket catch every path, perhaps not what was meant)
+    if (given === "" && p === "/") return `${issue.message}, got "" (write the URL prefix the bucket serves, such as "/products"; "/" makes it serve every path no other bucket's prefix takes)`;
     return `${issue.message}, got ${JSON.stringify(ellipsized(given, 64))} (write ${JSON.stringify(ellipsized(p + given, 64))})`;
   }
   if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${shownKey(k)}'`).join(", ")}`;

@@ -1013,6 +1013,8 @@ describe("parseConfig", () => {
 
   test("a path_prefix not starting with / is rejected", () => {
     expect(issues(B.replace("path_prefix: /b", "path_prefix: b"))).toEqual([{ path: "buckets[0].path_prefix", message: 'must start with /, got "b" (write "/b")', line: 3 }]);
+    // (an empty one: `(write "/")` alone led to a bucket catching every path)
+    expect(issues(B.replace("path_prefix: /b", 'path_prefix: ""'))).toEqual([{ path: "buckets[0].path_prefix", message: `must start with /, got "" (write the URL prefix the bucket serves, such as "/products"; "/" makes it serve every path no other bucket's prefix takes)`, line: 3 }]);
     // (from a \${VAR}: named, its value never shown)
     expect(issues(B.replace("path_prefix: /b", "path_prefix: ${P}"), { P: "Prefix-Value-3" })[0]!.message).toBe("must start with /, got the value of ${P}");
   });
