@@ -405,8 +405,8 @@ export class App implements Services {
     const purging: Promise<unknown>[] = [];
     const kept = new Set(config.buckets.map((b) => b.name));
     for (const b of old.config.buckets) if (!kept.has(b.name)) purging.push(this.cache.removeBucket(b.name));
-    // A kept bucket that now reads another store (another S3 bucket, endpoint, region or replica
-    // set) or with another access key: its cached objects are the old store's (or what the old
+    // A kept bucket that now reads another store (another S3 bucket, endpoint or region, its
+    // primary's with replicas: upstreamIdentity) or with another access key: its cached objects are the old store's (or what the old
     // key could read), so they go (the cache is keyed by the proxy
     // bucket's name). Every cache layer, Redis included: the other replicas drop them too.
     const before = new Map(old.config.buckets.map((b) => [b.name, upstreamIdentity(b)]));

@@ -187,10 +187,16 @@ export function buildLayers(cfg: CacheConfig, deps: CacheDeps): CacheLayer[] {
  * (storeStamp). The access key counts (not its secret: a rotated secret reads the same objects):
  * an operator who narrows a bucket's credentials must not see the wider key's objects served on
  * from the cache until their TTL.
+ *
+ * With replicas, the store is the primary's (the top-level keys hold it): replicas hold the same
+ * objects by definition, so one added, removed or reordered beside an unchanged primary keeps the
+ * cache (every proxy behind a balancer reloading at once purged every layer: a cluster-wide miss
+ * storm for the same data); another primary drops it. (The trailing [] keeps the stamps written
+ * before, when the replica list counted, for buckets without replicas.)
  */
 export function upstreamIdentity(b: Pick<BucketConfig, "s3">): string {
   const s3 = b.s3;
-  return JSON.stringify([s3.bucket, s3.endpoint ?? "", s3.region, s3.access_key ?? "", (s3.replicas ?? []).map((r) => [r.bucket, r.endpoint ?? "", r.region, r.access_key ?? ""])]);
+  return JSON.stringify([s3.bucket, s3.endpoint ?? "", s3.region, s3.access_key ?? "", []]);
 }
 
 /** The short form of upstreamIdentity stored with each cached object (64 bits of its SHA-256, hex). */

@@ -95,6 +95,37 @@ test("a reload that gives a cached bucket another access key drops its entries: 
   }
 });
 
+test("a reload that adds, reorders or removes a replica beside an unchanged primary keeps the cached objects (replicas hold the same objects: every proxy reloading at once purged every layer, a cluster-wide miss storm); one that replaces the primary drops them", async () => {
+  const cfgPath = join(dir, "replicas.yaml");
+  const replica = (name: string, bucket: string, priority: number) => `        - { name: ${name}, bucket: ${bucket}, endpoint: "${s3.endpoint}", priority: ${priority} }\n`;
+  const replicasYaml = (...list: string[]) =>
+    `server: { address: 127.0.0.1, port: 0, readiness_probe_interval_seconds: 3600 }\nlogging: { level: warn }\ncache: { enabled: true, memory: { max_item_size_mb: 1 } }\nbuckets:\n  - name: rep\n    path_prefix: /rep\n    cache: { enabled: true }\n    s3:\n      replicas:\n${list.join("")}`;
+  let p: InProcessProxy | undefined;
+  const read = async () => {
+    const res = await fetch(p!.url("/rep/hello.txt"));
+    return { body: await res.text(), cache: res.headers.get("x-cache") };
+  };
+  const reload = async (...list: string[]) => {
+    writeFileSync(cfgPath, replicasYaml(...list));
+    expect((await p!.app.reload()).ok).toBe(true);
+  };
+  try {
+    writeFileSync(cfgPath, replicasYaml(replica("a", "first-bucket", 1)));
+    p = await startInProcess(replicasYaml(replica("a", "first-bucket", 1)), { configPath: cfgPath, probeIntervalMs: 3_600_000 });
+    expect(await read()).toEqual({ body: "from the first bucket", cache: "MISS" });
+    await reload(replica("a", "first-bucket", 1), replica("b", "second-bucket", 2)); // a replica added
+    expect(await read()).toEqual({ body: "from the first bucket", cache: "HIT" });
+    await reload(replica("a", "first-bucket", 1), replica("c", "second-bucket", 2), replica("b", "first-bucket", 3)); // one more, the others reordered
+    expect(await read()).toEqual({ body: "from the first bucket", cache: "HIT" });
+    await reload(replica("a", "first-bucket", 1)); // back to the primary alone
+    expect(await read()).toEqual({ body: "from the first bucket", cache: "HIT" });
+    await reload(replica("z", "second-bucket", 1)); // the only store replaced
+    expect(await read()).toEqual({ body: "from the second bucket", cache: "MISS" });
+  } finally {
+    await p?.stop();
+  }
+});
+
 test("a reload that switches a bucket's cache off drops its entries: switched on again later, it never serves what was cached before", async () => {
   writeFileSync(configPath, yaml("second-bucket"));
   expect((await px.app.reload()).ok).toBe(true);
