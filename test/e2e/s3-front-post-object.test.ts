@@ -271,6 +271,20 @@ describe("refusals store nothing", () => {
     },
   );
 
+  test("an x-amz-checksum-algorithm field alone (generate_presigned_post(Fields={'x-amz-checksum-algorithm': 'CRC32'})) has the small file stored with that checksum, computed by the proxy (it was ignored: stored with none); beside a checksum value the value wins; SHA512 501, an unknown one InvalidRequest", async () => {
+    const small = new TextEncoder().encode("checksum asked for");
+    const crc32 = (b: Uint8Array) => Buffer.from(new Uint8Array(new Uint32Array([Bun.hash.crc32(b)]).buffer).reverse()).toString("base64");
+    const sha256b64 = (b: Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("base64");
+    await refused(postForm(presignWithExtra(policyFor("up", "bad/alg512.txt"), { "x-amz-checksum-algorithm": "SHA512" }), small), 501, "NotImplemented", "bad/alg512.txt", /SHA512/);
+    await refused(postForm(presignWithExtra(policyFor("up", "bad/algx.txt"), { "x-amz-checksum-algorithm": "CRC33" }), small), 400, "InvalidRequest", "bad/algx.txt", /^Value for x-amz-checksum-algorithm header is invalid\.$/);
+    expect((await postForm(presignWithExtra(policyFor("up", "form/alg.txt"), { "x-amz-checksum-algorithm": "crc32" }), small)).status).toBe(204);
+    expect((await postForm(presignWithExtra(policyFor("up", "form/alg-sha.txt"), { "x-amz-checksum-algorithm": "CRC32", "x-amz-checksum-sha256": sha256b64(small) }), small)).status).toBe(204);
+    const { HeadObjectCommand } = await import("@aws-sdk/client-s3");
+    const head = (Key: string) => env.s3.client().send(new HeadObjectCommand({ Bucket: "up", Key, ChecksumMode: "ENABLED" }));
+    const [alg, both] = await Promise.all([head("form/alg.txt"), head("form/alg-sha.txt")]);
+    expect([alg.ChecksumCRC32, both.ChecksumCRC32, both.ChecksumSHA256]).toEqual([crc32(small), undefined, sha256b64(small)]);
+  });
+
   test("the upload the proxy made for a large file refused as gone (another client aborted it: NoSuchUpload, or a codeless 404) is S3's 500 InternalError for a POST whose store failed, not the upload's NoSuchUpload the form's client never made; nothing stored, no upload left", async () => {
     const big = bytesOf(6 * MiB, 48);
     env.s3.faults.set("/up/bad/lost.bin", { kind: "error", status: 404, code: "NoSuchUpload", method: "PUT" });

@@ -36,13 +36,13 @@ import { controlsAsReferences, el, isWellFormedResult, maskOwners, quoteListingE
 import { childText, type XmlElement } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, unkeptWriteCondition, uploadIdOf, writeUpstream } from "./writes.ts";
 import { purgeIfUnsure, purgeWritten } from "../purge.ts";
+import { UNKEPT_ALGORITHMS, unkeptAlgorithm } from "./upload-body.ts";
 
 const MAX_PARTS = 10_000;
 const CHECKSUM_ELEMENTS = PART_CHECKSUMS.map(([element]) => element);
 /** What a <Part> may hold (S3's CompletedPart): anything else is MalformedXML, never skipped. */
 const PART_FIELDS: ReadonlySet<string> = new Set(["PartNumber", "ETag", ...CHECKSUM_ELEMENTS]);
 /** S3's newer part checksums, which this proxy does not carry (as their headers, upload-body.ts): refused, never dropped. */
-const UNKEPT_ALGORITHMS: ReadonlySet<string> = new Set(["SHA512", "MD5", "XXHASH64", "XXHASH3", "XXHASH128"]);
 const UNKEPT_PART_CHECKSUMS: ReadonlySet<string> = new Set([...UNKEPT_ALGORITHMS].map((a) => "Checksum" + a));
 /** Digits (leading zeros allowed, as an integer parse reads them; the value is checked where used). */
 const INTEGER = /^\d{1,64}$/;
@@ -59,7 +59,7 @@ export async function createMultipartUploadOp(ctx: RequestContext): Promise<Resp
   // proxy (its parts' checksums are refused, upload-body.ts): said at once, before any part is sent.
   const algorithm = ctx.req.headers.get("x-amz-checksum-algorithm")?.trim().toUpperCase();
   if (algorithm !== undefined && UNKEPT_ALGORITHMS.has(algorithm)) {
-    throw s3Fail(s3Error("NotImplemented", `The checksum algorithm ${algorithm} is not supported through this proxy (CRC32, CRC32C, CRC64NVME, SHA1 and SHA256 are).`, { Header: "x-amz-checksum-algorithm" }));
+    throw s3Fail(unkeptAlgorithm(algorithm));
   }
   const upstream = writeUpstream(ctx);
   const res = await createMultipartUpload(upstream, { key: ctx.key, headers: requestHeaders(ctx) }, callOf(ctx));

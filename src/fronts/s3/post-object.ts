@@ -25,7 +25,8 @@
  *    and the write's headers from the upstream's answer (x-amz-version-id, encryption...).
  *
  * Checked: a Content-MD5 field and an x-amz-checksum-* field against the file (BadDigest; the
- * checksum is stored with the object when it goes up as one PutObject); refused as PutObject refuses the
+ * checksum is stored with the object when it goes up as one PutObject, and so is the one an
+ * x-amz-checksum-algorithm field alone asks for, computed here); refused as PutObject refuses the
  * headers (writes.ts unkeptSettingOf): Object Lock, SSE-C and KMS key, grant and append fields.
  * Passed on to the object: Content-Type (the field; else S3's binary/octet-stream),
  * Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires, x-amz-meta-*,
@@ -64,8 +65,8 @@ import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText, parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 import { taggingHeader, tagsOf } from "./tagging.ts";
 import { expectationsFromHeaders, PayloadVerifier, type PayloadExpectations } from "../../s3/checksum/verify.ts";
-import { algorithmFromHeaderName, checksumHeaderName } from "../../s3/checksum.ts";
-import { isUnkeptChecksumName, payloadS3Error, unkeptChecksum } from "./upload-body.ts";
+import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumBase64, checksumHeaderName, type ChecksumAlgorithm } from "../../s3/checksum.ts";
+import { isUnkeptChecksumName, payloadS3Error, UNKEPT_ALGORITHMS, unkeptAlgorithm, unkeptChecksum } from "./upload-body.ts";
 
 /** S3's limit on the fields before the file. */
 const MAX_FIELD_BYTES = 20 * 1024;
@@ -229,6 +230,22 @@ function expectedDigests(fields: ReadonlyMap<string, string>): PayloadExpectatio
 }
 
 /**
+ * The checksum S3 is asked to compute and store (an x-amz-checksum-algorithm field without its
+ * value, as boto3's generate_presigned_post sends it): the proxy computes it over the buffered file
+ * and sends it with the single PutObject (a multipart upload's file is stored without it, as a
+ * checksum field's is). A checksum value field wins, as S3 ignores the algorithm beside one. It
+ * was ignored: the object was stored with no checksum.
+ */
+function checksumToCompute(fields: ReadonlyMap<string, string>, digests: PayloadExpectations): ChecksumAlgorithm | undefined {
+  const raw = fields.get("x-amz-checksum-algorithm");
+  if (raw === undefined || digests.checksum !== undefined) return undefined;
+  const algorithm = raw.trim().toUpperCase();
+  if (UNKEPT_ALGORITHMS.has(algorithm)) fail(unkeptAlgorithm(algorithm));
+  if (!(CHECKSUM_ALGORITHMS as readonly string[]).includes(algorithm)) fail(s3Error("InvalidRequest", "Value for x-amz-checksum-algorithm header is invalid."));
+  return algorithm as ChecksumAlgorithm;
+}
+
+/**
  * The multipart upload a form's file goes up as once it outgrows one part: created when its
  * first part is ready, its parts sent one at a time and in order, completed, or aborted when the
  * upload fails. Open work from its Create until completed or aborted: a shutdown waits for it,
@@ -350,7 +367,7 @@ class FormMultipart {
  * failure. Memory: two part buffers per upload, filled in turn, so the client keeps sending into
  * one while the other goes up (one part in flight at a time, parts in order: FormMultipart).
  */
-async function uploadFile(ctx: RequestContext, form: FormReader, key: string, headers: Record<string, string>, policy: PostPolicy, digests: PayloadExpectations): Promise<Stored> {
+async function uploadFile(ctx: RequestContext, form: FormReader, key: string, headers: Record<string, string>, policy: PostPolicy, digests: PayloadExpectations, compute: ChecksumAlgorithm | undefined): Promise<Stored> {
   // (the file's MD5 and checksum, when the form gave them to check: compared before the object is
   // stored, by the single PutObject or the Complete; a multipart upload refused then is aborted: FormMultipart.close)
   const verifier = digests.contentMd5 === undefined && digests.checksum === undefined ? undefined : new PayloadVerifier(digests);
@@ -422,10 +439,12 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
     }
     if (multipart.uploadId === undefined) {
       // (a checksum field goes with the single PutObject, so the object keeps it, as on S3; the
-      // multipart upload of a larger file has it checked here, not stored)
-      const sum = digests.checksum;
+      // multipart upload of a larger file has it checked here, not stored; one asked for by
+      // x-amz-checksum-algorithm alone is computed here: checksumToCompute)
+      const body = buffers[current]!.subarray(0, filled);
+      const sum = digests.checksum ?? (compute === undefined ? undefined : { algorithm: compute, value: checksumBase64(compute, body) });
       const put = sum === undefined ? headers : { ...headers, [checksumHeaderName(sum.algorithm)]: sum.value };
-      const res = await putObject(upstream, { key, headers: put, body: buffers[current]!.subarray(0, filled) }, call);
+      const res = await putObject(upstream, { key, headers: put, body }, call);
       // (not one the upstream's Connection header names: hop-by-hop, the proxy's alone, as relay.ts drops it)
       const etag = endToEnd(res.headers, "etag");
       if (!res.ok) return relayError(res, upstream.bucket);
@@ -607,13 +626,14 @@ export async function postObjectOp(ctx: RequestContext): Promise<Response> {
     await authorize(ctx);
     const headers = objectHeaders(fields);
     const digests = expectedDigests(fields);
+    const compute = checksumToCompute(fields, digests);
     // tags set by the form need s3:PutObjectTagging too, as x-amz-tagging on PutObject does (front.ts)
     if (headers["x-amz-tagging"] !== undefined && !(await mayAlso(ctx, "s3:PutObjectTagging"))) {
       throw new ProxyError("Forbidden", { detail: "The authorization policy denied setting the object's tags" });
     }
     // (purged unless refused: a write whose answer was lost may have landed, see purgeIfUnsure; a
     // refused form, over its policy's size, a bad digest or the upstream's 4xx, stored nothing)
-    const stored = await uploadFile(ctx, form, key, headers, policy, digests).catch(async (err: unknown) => {
+    const stored = await uploadFile(ctx, form, key, headers, policy, digests, compute).catch(async (err: unknown) => {
       if (!isRefusal(err, ctx.timing.attempts)) await purgeWritten(ctx, key);
       throw err;
     });

@@ -122,6 +122,13 @@ function unkeptChecksumHeader(headers: Headers, signed: readonly string[] | unde
   return undefined;
 }
 
+/** S3's newer checksum algorithms, which this proxy neither computes nor carries: refused, never dropped. */
+export const UNKEPT_ALGORITHMS: ReadonlySet<string> = new Set(["SHA512", "MD5", "XXHASH64", "XXHASH3", "XXHASH128"]);
+
+/** 501 for an x-amz-checksum-algorithm (header or form field) naming one of UNKEPT_ALGORITHMS. */
+export const unkeptAlgorithm = (algorithm: string): S3Error =>
+  s3Error("NotImplemented", `The checksum algorithm ${algorithm} is not supported through this proxy (CRC32, CRC32C, CRC64NVME, SHA1 and SHA256 are).`, { Header: "x-amz-checksum-algorithm" });
+
 export const unkeptChecksum = (name: string): S3Error =>
   s3Error("NotImplemented", `The checksum ${name} is not supported through this proxy (x-amz-checksum-crc32, -crc32c, -crc64nvme, -sha1 and -sha256 are): the body would be stored unchecked.`, { Header: name.slice(0, 64) });
 
