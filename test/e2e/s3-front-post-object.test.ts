@@ -220,7 +220,7 @@ describe("refusals store nothing", () => {
     await refused(postForm({ url: p.url, fields: { ...p.fields, key: "bad/other.txt" } }, file), 403, "AccessDenied", "bad/other.txt", /Policy Condition failed/);
   });
 
-  test("a Content-MD5 field is checked against the file, small or multipart: a mismatch is BadDigest and stores nothing (the upload aborted), one that is not an MD5 InvalidDigest; the right one stores", async () => {
+  test("a Content-MD5 field is checked against the file, small or multipart: a mismatch is BadDigest and stores nothing (the upload aborted), one that is not an MD5 InvalidDigest (non-Latin-1 text or a line break in it too, and in a checksum field InvalidRequest: they were a 500); the right one stores", async () => {
     const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("base64");
     const small = new TextEncoder().encode("hello post");
     const big = bytesOf(6 * MiB, 47);
@@ -228,6 +228,9 @@ describe("refusals store nothing", () => {
     await refused(postForm(presignWithExtra(policyFor("up", "bad/md5.txt"), { "Content-MD5": other }), small), 400, "BadDigest", "bad/md5.txt");
     await refused(postForm(presignWithExtra(policyFor("up", "bad/md5.bin"), { "Content-MD5": other }), big), 400, "BadDigest", "bad/md5.bin");
     await refused(postForm(presignWithExtra(policyFor("up", "bad/md5x.txt"), { "Content-MD5": "not-an-md5" }), small), 400, "InvalidDigest", "bad/md5x.txt");
+    // (a value no header could hold, non-Latin-1 text or a line break inside: the same refusals, not a 500)
+    await refused(postForm(presignWithExtra(policyFor("up", "bad/md5u.txt"), { "Content-MD5": "日本" }), small), 400, "InvalidDigest", "bad/md5u.txt");
+    await refused(postForm(presignWithExtra(policyFor("up", "bad/crcnl.txt"), { "x-amz-checksum-crc32": "AAAA\r\nAAAA" }), small), 400, "InvalidRequest", "bad/crcnl.txt", /^Value for x-amz-checksum-crc32 header is invalid\.$/);
     expect((await postForm(presignWithExtra(policyFor("up", "form/md5.txt"), { "Content-MD5": md5(small) }), small)).status).toBe(204);
     expect(new TextDecoder().decode((await env.s3.read("up", "form/md5.txt"))!)).toBe("hello post");
     expect((await postForm(presignWithExtra(policyFor("up", "form/md5.bin"), { "Content-MD5": md5(big) }), big)).status).toBe(204);

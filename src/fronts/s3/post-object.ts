@@ -216,10 +216,12 @@ const POST_AUTH_FIELDS = new Set(["x-amz-algorithm", "x-amz-credential", "x-amz-
  * checksum fields were dropped: the file was stored unchecked, a wrong value answered 204.
  */
 function expectedDigests(fields: ReadonlyMap<string, string>): PayloadExpectations {
-  const h = new Headers();
+  // (a record, not Headers: a field's value may be text no header holds, non-Latin-1 or with a
+  // line break, which Headers refused with a TypeError, a 500; the checks below refuse it as S3 does)
+  const h: Record<string, string> = {};
   for (const [name, value] of fields) {
     if (isUnkeptChecksumName(name)) fail(unkeptChecksum(name));
-    if (name === "content-md5" || algorithmFromHeaderName(name) !== undefined) h.set(name, value.trim());
+    if (name === "content-md5" || algorithmFromHeaderName(name) !== undefined) h[name] = value.trim();
   }
   try {
     return expectationsFromHeaders(h, { payloadKnown: true });
