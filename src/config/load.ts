@@ -749,7 +749,8 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
  * cache.memory's keys while the memory layer is not used (`cache_layers` leaves it out, or no
  * bucket is cached), named with where the file writes them (`at`: "config.yaml:12: "): read by
  * nothing, they were taken without a word, an operator sizing a layer that does not exist. With
- * the cache on, its default_ttl_seconds is still every layer's freshness. (A cache on without any
+ * the cache on, its default_ttl_seconds is still every layer's freshness, and with the disk alone
+ * its item size how much a fill reads whole (bucketCachePolicy). (A cache on without any
  * bucket opting in, or buckets under cache.enabled: false, have notes of their own.)
  */
 function unusedMemorySection(raw: unknown, config: Config, at: (path: PathSegment[]) => string): string[] {
@@ -762,7 +763,14 @@ function unusedMemorySection(raw: unknown, config: Config, at: (path: PathSegmen
   let why: (them: string) => string;
   if (!layers.includes("memory")) {
     why = (them) => `cache.cache_layers (${layers.join(", ")}) leaves the memory layer out: add memory to cache_layers to use it, or remove ${them}`;
-    if (config.cache.enabled && cached) keys = keys.filter((k) => k !== "default_ttl_seconds");
+    if (config.cache.enabled && cached) {
+      // With the disk alone, memory's item size (its default: 10, or max_cache_size_mb when
+      // smaller) is how much a fill reads whole before the client gets it (bucketCachePolicy's
+      // bufferBytes): in use, and until 2026-12-07 named as having no effect.
+      const m = config.cache.memory;
+      const buffers = !layers.includes("redis") ? (k: string) => k === "max_item_size_mb" || (k === "max_cache_size_mb" && !("max_item_size_mb" in memory) && m.max_item_size_mb === m.max_cache_size_mb) : () => false;
+      keys = keys.filter((k) => k !== "default_ttl_seconds" && !buffers(k));
+    }
   } else if (!cached && (cache as { enabled?: unknown }).enabled !== true) {
     const off = (cache as { enabled?: unknown }).enabled === false ? "cache.enabled is false" : "no bucket is cached (a bucket caches only with its own cache: { enabled: true })";
     why = () => `${off}, so there is no memory layer`;

@@ -173,6 +173,19 @@ describe("parseConfig", () => {
     // used: nothing said
     expect(warned(`cache:\n  memory: { max_cache_size_mb: 64 }\n${BC}`)).toEqual([]);
     expect(warned(`cache:\n  cache_layers: [disk]\n  disk: { path: /tmp/d }\n  memory: { default_ttl_seconds: 60 }\n${BC}`)).toEqual([]);
+    // With the disk alone, cache.memory.max_item_size_mb (its default: 10, or max_cache_size_mb when
+    // smaller) is how much of an object a fill reads whole before the client gets it: in use, not
+    // named (both were said to have no effect); with Redis beside the disk, Redis's limit is.
+    const diskOnly = (memory: string) => {
+      const c = parseConfig(`cache:\n  cache_layers: [disk]\n  disk: { path: /tmp/d }\n  memory: ${memory}\n${BC}`, { env: {} });
+      return { bufferBytes: bucketCachePolicy(c.cache, c.buckets[0]!)?.bufferBytes, warned: c.warnings?.filter((w) => w.includes("cache.memory")) ?? [] };
+    };
+    expect(diskOnly("{ max_item_size_mb: 2 }")).toEqual({ bufferBytes: 2 * 1024 * 1024, warned: [] });
+    expect(diskOnly("{ max_cache_size_mb: 4 }")).toEqual({ bufferBytes: 4 * 1024 * 1024, warned: [] });
+    expect(diskOnly("{ max_cache_size_mb: 64 }").warned).toEqual(["line 4: cache.memory.max_cache_size_mb has no effect: cache.cache_layers (disk) leaves the memory layer out: add memory to cache_layers to use it, or remove it"]);
+    expect(warned(`cache:\n  cache_layers: [disk, redis]\n  disk: { path: /tmp/d }\n  redis: { url: "redis://127.0.0.1:6379" }\n  memory: { max_item_size_mb: 2 }\n${BC}`)).toEqual([
+      "/etc/y/config.yaml:5: cache.memory.max_item_size_mb has no effect: cache.cache_layers (disk, redis) leaves the memory layer out: add memory to cache_layers to use it, or remove it",
+    ]);
   });
 
   test("a disk max_item_size_mb left out is each worker's share when smaller (workers: 2 over 256 MiB took 256 MiB items and warned to change two keys never written)", () => {
