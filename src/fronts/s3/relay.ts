@@ -291,11 +291,6 @@ export function tryParse(bytes: Uint8Array | undefined): XmlElement | undefined 
   }
 }
 
-/**
- * Throws the client's version of an upstream error answer (the body is read, at most 64 KiB).
- * `notFound`: what a 404 that names no code is (an operation on an upload id: NoSuchUpload, as S3
- * answers it; NoSuchKey by default).
- */
 /** Whether `doc` is S3's error document with its code. */
 function isCodedError(doc: XmlElement | undefined): boolean {
   return doc?.name === "Error" && doc.children.some((c) => c.name === "Code");
@@ -312,6 +307,11 @@ export function resultFail(res: Response, doc: XmlElement | undefined, upstreamB
   return s3Fail(errorOf(res.status, doc, upstreamBucket), s3RequestIdOf(res.headers), isCodedError(doc) ? undefined : res.status, upstreamCodeOf(doc));
 }
 
+/**
+ * Throws the client's version of an upstream error answer (the body is read, at most 64 KiB).
+ * `notFound`: what a 404 that names no code is (an operation on an upload id: NoSuchUpload, as S3
+ * answers it; NoSuchKey by default).
+ */
 export async function relayError(res: Response, upstreamBucket: string | readonly string[], notFound?: S3ErrorCode): Promise<never> {
   const body = res.body === null ? undefined : await readUpstreamCapped(res, MAX_ERROR_BODY).catch(() => undefined);
   const doc = tryParse(body);
