@@ -75,9 +75,15 @@ export function s3PreflightRefusal(ctx: RequestContext, message: string, bucketO
   return s3Error("AccessForbidden", message, { Method: method.slice(0, 32), ResourceType: key === "" ? "BUCKET" : "OBJECT" });
 }
 
-/** S3's answer to a preflight its CORS rules refuse (403 AccessForbidden, with S3's message). */
-const s3Refusal = (_reason: string, ctx: RequestContext) =>
-  s3Fail(s3PreflightRefusal(ctx, "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec."));
+/**
+ * S3's answer to a preflight its CORS rules refuse (403 AccessForbidden, with S3's message, which
+ * names none of origin, method or header); the access log's reason says which was refused, as the
+ * plain front's does.
+ */
+const s3Refusal = (reason: string, ctx: RequestContext) => {
+  ctx.errorReason = `CORS preflight refused: ${reason}`;
+  return s3Fail(s3PreflightRefusal(ctx, "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec."));
+};
 
 /** (an allowed preflight is S3's 200: it was 204, which S3 never answers one) */
 export const s3Cors = (front: () => Front): Phase => corsPhase(front, s3BucketCors, s3Refusal, 200);

@@ -30,6 +30,7 @@ import { bytesOf, chunkedRequest, hs256, lines, NODELETE, rawRequest, READER, sh
 setDefaultTimeout(30_000);
 
 const MiB = 1024 * 1024;
+const APP = "http://app.example.test:3000";
 const COPIER = { accessKeyId: "AKIDLOGCOPIER0001", secretAccessKey: "log-copier-secret-0123456789abcd" };
 type Line = Record<string, unknown>;
 
@@ -49,7 +50,10 @@ describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
     const s3 = await startUploadFixture();
     // (upalt: the fixture's bucket `up` through other keys, so a copy between up and upalt is streamed through the proxy)
     const admin = s3.adminCredentials;
-    const moreBuckets = () => `  - name: upalt\n    path_prefix: /upalt\n    access: read-write\n    s3: { bucket: up, endpoint: "${s3.endpoint}", access_key: "${admin.accessKeyId}", secret_key: "${admin.secretAccessKey}" }\n`;
+    // (upweb: the same with cors, for the preflights' reasons)
+    const moreBuckets = () =>
+      `  - name: upalt\n    path_prefix: /upalt\n    access: read-write\n    s3: { bucket: up, endpoint: "${s3.endpoint}", access_key: "${admin.accessKeyId}", secret_key: "${admin.secretAccessKey}" }\n` +
+      `  - name: upweb\n    path_prefix: /upweb\n    s3: { bucket: up, endpoint: "${s3.endpoint}", access_key: "${admin.accessKeyId}", secret_key: "${admin.secretAccessKey}" }\n    cors: { allowed_origins: ["${APP}"], allowed_methods: [GET, PUT], allowed_headers: [content-type] }\n`;
     const moreCredentials = `    - { access_key_id: "${COPIER.accessKeyId}", secret_access_key: "${COPIER.secretAccessKey}", identity: copier, buckets: { up: [read, write], upalt: [read, write] } }\n`;
     const yaml = `${uploadYaml(s3.endpoint, { engine, moreBuckets, moreCredentials })}audit:\n  enabled: true\n  path: ${auditPath()}\n`;
     env = await startFrontsOn(yaml, s3, true, log);
@@ -322,6 +326,27 @@ describe.each(["bun", "node"] as const)("on the %s engine", (engine) => {
     const line = await accessLine(`why-batch-${engine}`);
     expect(line).toMatchObject({ operation: "DeleteObjects", status: 200, reason: "AccessDenied for 2 of 3 keys; the first, log/why-a.txt: identity nodelete's grant on bucket up has read, list, write; s3:DeleteObject needs delete" });
     expect(line.error).toBeUndefined();
+  });
+
+  // S3's refusal of a preflight names none of origin, method or header (and a browser shows its
+  // page no body anyway): the access line said only "error":"AccessForbidden", while the plain
+  // front's says which was refused.
+  test("a CORS preflight the S3 listener refuses names in the access line's reason what was refused", async () => {
+    const cases: Array<[string, string, string, string | undefined, string]> = [
+      ["header", "/upweb/k.txt", APP, "content-type,amz-sdk-request", "CORS preflight refused: the header amz-sdk-request is not allowed"],
+      ["origin", "/upweb/k.txt", "http://evil.example.test", undefined, "CORS preflight refused: the origin is not allowed"],
+      ["method", "/upweb/k.txt", APP, undefined, "CORS preflight refused: the method DELETE is not allowed"],
+      ["no-cors", "/up/k.txt", APP, undefined, "CORS preflight refused: bucket up has no cors"],
+      ["no-bucket", "/nope/k.txt", APP, undefined, "CORS preflight refused: no bucket nope is configured"],
+      ["no-sts-cors", "/", APP, undefined, "CORS preflight refused: s3_api.sts.cors is not set"],
+    ];
+    for (const [name, path, origin, headers, reason] of cases) {
+      const method = name === "method" ? "DELETE" : name === "no-sts-cors" ? "POST" : "PUT";
+      const r = await fetch(`http://${host()}${path}`, { method: "OPTIONS", headers: { origin, "access-control-request-method": method, ...(headers ? { "access-control-request-headers": headers } : {}), "x-request-id": `cors-${name}-${engine}` } });
+      expect({ name, status: r.status, body: (await r.text()).includes("<Code>AccessForbidden</Code>") }).toEqual({ name, status: 403, body: true });
+      const line = await accessLine(`cors-${name}-${engine}`);
+      expect({ name, error: line.error, reason: line.reason }).toEqual({ name, error: "AccessForbidden", reason });
+    }
   });
 
   test("a plain-front PUT logs its bytes_in (and no operation: that is the S3 front's)", async () => {

@@ -145,7 +145,12 @@ export function s3Address(ctx: RequestContext): undefined {
     const cors = a.bucket === "" ? stsCors(ctx) : bucket?.cfg.cors;
     const missing = req.headers.has("origin") ? "Access-Control-Request-Method" : "Origin";
     if (cors === undefined && missing !== "Origin") {
-      if (a.bucket !== "" && bucket === undefined) return fail(s3PreflightRefusal(ctx, "CORSResponse: Bucket not found", true));
+      // (the access log's reason: S3's message says as much, but the line had only its code)
+      if (a.bucket !== "" && bucket === undefined) {
+        ctx.errorReason = `CORS preflight refused: no bucket ${a.bucket.slice(0, 64)} is configured`;
+        return fail(s3PreflightRefusal(ctx, "CORSResponse: Bucket not found", true));
+      }
+      ctx.errorReason = `CORS preflight refused: ${a.bucket === "" ? "s3_api.sts.cors is not set" : `bucket ${bucket!.name} has no cors`}`;
       return fail(s3PreflightRefusal(ctx, `CORSResponse: CORS is not enabled for this ${a.bucket === "" ? "endpoint" : "bucket"}.`));
     }
     return fail(s3Error("BadRequest", `Insufficient information. ${missing} request header needed.`));
