@@ -600,6 +600,11 @@ function placesOf(key: string, path: readonly PathSegment[]): string[] | undefin
   return found.size > 0 && found.size <= 3 ? [...found] : undefined;
 }
 
+/** zod's implicit bound of an integer key (±(2^53-1)), which it checks beside the key's own. */
+function isSafeIntegerBound(i: z.core.$ZodIssue): boolean {
+  return (i.code === "too_big" || i.code === "too_small") && i.origin === "int" && Math.abs(Number(i.code === "too_big" ? i.maximum : i.minimum)) === Number.MAX_SAFE_INTEGER;
+}
+
 /** Whether a value is a placeholder of a variable reported unset (left as written). */
 function namesMissingVar(v: unknown, missing: ReadonlySet<string>): boolean {
   if (typeof v !== "string" || missing.size === 0) return false;
@@ -658,8 +663,13 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     const unknown: PathSegment[][] = [];
     // The values the schema refused (a wrong type, a bad value): left out for the second pass.
     const refused: PathSegment[][] = [];
+    // A whole number past 2^53 also breaks zod's implicit safe-integer bound: a second problem at
+    // the same key, naming a range the key does not have ("must be from 0 to 9007199254740991"
+    // beside "must be from 0 to 65535"; "from -9007199254740991 to 65535" for -1e20). The key's own bound says it.
+    const bounded = new Set(parsed.error.issues.filter((i) => (i.code === "too_big" || i.code === "too_small") && !isSafeIntegerBound(i)).map((i) => formatPath(i.path as PathSegment[])));
     for (const i of parsed.error.issues) {
       const path = i.path.filter((s): s is PathSegment => typeof s !== "symbol");
+      if (isSafeIntegerBound(i) && bounded.has(formatPath(path))) continue;
       if (i.code === "unrecognized_keys") {
         for (const k of i.keys) {
           unknown.push([...path, k]);

@@ -380,6 +380,10 @@ describe("parseConfig", () => {
     expect(one(`server: { workers: 100 }\n${B}`)).toEqual(["server.workers: must be from 1 to 64, got 100"]);
     expect(one(`server: { port: 70000 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got 70000"]);
     expect(one(`metrics: { port: -1 }\n${B}`)).toEqual(["metrics.port: must be from 0 to 65535, got -1"]);
+    // past 2^53 a whole number met zod's safe-integer bound too: a second problem naming a range the key does not have
+    // ("must be from 0 to 9007199254740991", and for -1e20 "from -9007199254740991 to 65535")
+    expect(one(`server: { port: 9007199254740993 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got 9007199254740992"]);
+    expect(one(`server: { port: -1e20 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got -100000000000000000000"]);
     expect(one(`server: { request_timeout: -1 }\n${B}`)).toEqual(["server.request_timeout: must be more than 0 and at most 2147483, got -1"]);
     expect(one(`cache: { memory: { max_item_size_mb: 0 } }\n${B}`)).toEqual(["cache.memory.max_item_size_mb: must be more than 0, got 0"]);
     // a whole number's exclusive bound reads as the inclusive one past it ("more than 0" for a count)
