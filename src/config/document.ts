@@ -13,7 +13,7 @@
  */
 import { ellipsized } from "../util/text.ts";
 import { isAlias, isMap, isPair, isScalar, isSeq, Lexer, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type Node, type Scalar, type YAMLError } from "yaml";
-import { formatPath, type PathSegment } from "./path.ts";
+import { formatPath, gluedKeyName, shownKey, type PathSegment } from "./path.ts";
 import { unseenOnLine } from "./validate.ts";
 
 export interface PathIssue {
@@ -121,7 +121,8 @@ function child(fmt: string, seg: PathSegment): string {
 }
 
 function shortKey(k: string): string {
-  return ellipsized(k, 60);
+  // (`{ secret_key:s3cr3t, secret_key:s3cr3t }`: not what follows the ':', see shownKey)
+  return gluedKeyName(k) !== undefined ? shownKey(k) : ellipsized(k, 60);
 }
 
 /**

@@ -13,7 +13,7 @@ import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { ALIAS_CYCLE, MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
 import { adoptOriginal, findLegacy, listenerAddressNotes, otherAuthorizerKeys, renamedPath } from "./legacy.ts";
-import { formatPath, shownKey, shownPath, type PathSegment } from "./path.ts";
+import { formatPath, gluedKeyName, shownKey, shownPath, type PathSegment } from "./path.ts";
 import { cutText, ellipsized } from "../util/text.ts";
 import { ConfigSchema, diskShareMb, workerProcesses, type RawConfig } from "./schema.ts";
 import { unseenCharacterProblem, validateConfig } from "./validate.ts";
@@ -679,7 +679,10 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
           // (suggested for the first 100: a file of 40,000 unknown keys is not worth seconds of comparing)
           const like = unseen || unknown.length > 100 ? undefined : likelyKey(k, keysAt(path));
           const places = unseen || like || unknown.length > 100 ? undefined : placesOf(k, path);
-          const where = places ? ` (a key of another section: ${places.length > 1 ? `${places.slice(0, -1).join(", ")} or ${places.at(-1)}` : places[0]})` : "";
+          const glued = gluedKeyName(k);
+          const where = glued !== undefined && keysAt(path).includes(glued)
+            ? ` (a ':' with no space after it: inside { } YAML reads \`${glued}:value\` as one key; write \`${glued}: value\`)`
+            : places ? ` (a key of another section: ${places.length > 1 ? `${places.slice(0, -1).join(", ")} or ${places.at(-1)}` : places[0]})` : "";
           if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: k === "" ? "an empty key (written '', ~ or null): remove it" : k === "..." || k === "\u2026" ? PLACEHOLDER_KEY : `unknown key '${shownKey(k)}'${unseen ? ` (it ${unseen})` : like ? ` (did you mean '${like}'?)` : where}` });
         }
         continue;

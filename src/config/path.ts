@@ -13,6 +13,14 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
+/** A key that is a config key's name, ':' and more with no space between (`secret_key:value`). */
+const GLUED_VALUE = /^([a-z_][a-z0-9_]*):(?!\/\/)(?=\S)/;
+
+/** The key's name when YAML read a `name:value` written without a space as one key (see shownKey), else undefined. */
+export function gluedKeyName(key: string): string | undefined {
+  return GLUED_VALUE.exec(key)?.[1];
+}
+
 /** The longest key a config problem shows whole. */
 const SHOWN_KEY_CHARS = 64;
 
@@ -22,6 +30,12 @@ const SHOWN_KEY_CHARS = 64;
  * root; a secret pasted where a key goes) was printed whole, twice per line.
  */
 export function shownKey(key: string): string {
+  // (`{ secret_key:s3cr3t }`, a ':' with no space after it, as JSON writes it: inside { } YAML
+  // reads that as one key, and the unknown-key problem showed the secret, in --check, the "could
+  // not start" line and a refused reload's answer; what follows the ':' is not shown. A claim name
+  // that is a URL, `https://...`, is shown as written.)
+  const glued = gluedKeyName(key);
+  if (glued !== undefined) return `${glued}:…`;
   // (never between a surrogate pair's halves: the problem goes into JSON, the log's lines and the
   // admin reload's answer, where half of one is a lone \ud83d that strict readers refuse)
   return ellipsized(key, SHOWN_KEY_CHARS);

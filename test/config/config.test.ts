@@ -883,9 +883,22 @@ describe("parseConfig", () => {
   test("a long unknown key is shown cut (64 characters): a line read as a key (a file that is no config, a secret pasted where a key goes) is not printed whole", () => {
     const line = `root:$6$${"s".repeat(86)}:19000:0:99999:7:::`;
     const got = issues(`${B}${line}: 1\n`);
-    const shown = `${line.slice(0, 61)}...`;
+    // (a key's name and ':' before the rest: only the name, as a `secret_key:value` glued in { } is)
+    const shown = "root:…";
     expect(got).toEqual([{ path: shown, message: `unknown key '${shown}'`, line: 5 }]);
     expect(JSON.stringify(got)).not.toContain("s".repeat(60));
+  });
+
+  test("a `key:value` written without a space inside { } (JSON's habit) is one key to YAML: its problem names the key and hides the value, a secret's too", () => {
+    const S3S = "s3cr3t-value-0123456789abcdefABCD";
+    const JS = "jwt-s3cr3t-0123456789abcdefABCDEFGHIJ";
+    const yaml = `server: { port: 1 }\njwt: { enabled: true, algorithm: HS256, secret:${JS} }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, access_key: AK, secret_key:${S3S}, secret_key:${S3S} } }\n`;
+    const got = issues(yaml);
+    expect(got).toContainEqual({ path: "jwt.secret:…", message: "unknown key 'secret:…' (a ':' with no space after it: inside { } YAML reads `secret:value` as one key; write `secret: value`)", line: 2 });
+    expect(got.some((i) => i.path === "buckets[0].s3.secret_key:…" && i.message.startsWith("duplicate key 'secret_key:…'"))).toBe(true);
+    for (const s of [S3S, JS, S3S.slice(0, 20), JS.slice(0, 20)]) expect(JSON.stringify(got)).not.toContain(s);
+    // a claim name that is a URL keeps its ':' (it is no glued value)
+    expect(issues(`${B}"https://example.com/roles": 1\n`).map((i) => i.path)).toEqual(["https://example.com/roles"]);
   });
 
   test("a long unknown key is cut before a character outside the BMP, never between its halves: the problem goes into JSON (log lines, the admin API's reload answer), where half a pair is a lone \\ud83d strict readers refuse", () => {
