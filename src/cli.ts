@@ -164,6 +164,9 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
     else if (a === "--config" || a === "-c") {
       const v = argv[++i];
       if (!v) return { exit: 2, out: "error: --config needs a path\n", err: true };
+      // (`--config --check`, the path left out: the option was read as the config's path, and the
+      // process started serving, to exit 1 "cannot read config --check: file not found")
+      if (OPTIONS.includes(v.split("=")[0]!) || v === "-c" || v === "-h" || v === "-V") return usage(`--config needs a path (the next argument, ${shownArg(v)}, is an option: write ${a} PATH)`);
       args.config = v;
       configFlag = a;
     } else if (a.startsWith("--config=")) {

@@ -187,6 +187,9 @@ test("conflicting options exit 2 with what conflicts on stderr, running nothing"
     [["--healthcheck", "--config", "a.yaml"], "error: --healthcheck and --config cannot be combined\n"],
     [["--config", "a.yaml", "--version"], "error: --version and --config cannot be combined\n"],
     [["--healthcheck", "not-a-url"], "error: --healthcheck takes an http:// or https:// URL, not 'not-a-url'\n"],
+    // (the path left out: the option was read as the path, and the process started serving, exit 1 "cannot read config")
+    [["--config", "--check"], "error: --config needs a path (the next argument, --check, is an option: write --config PATH)\n"],
+    [["-c", "-h"], "error: --config needs a path (the next argument, -h, is an option: write -c PATH)\n"],
   ];
   const results = await runEach(cases.map(([args]) => args));
   for (const [i, [args, stderr]] of cases.entries()) expect({ args, ...results[i] }).toEqual({ args, code: 2, stdout: "", stderr });
