@@ -25,6 +25,13 @@ export function json(status: number, body: unknown): Response {
 }
 
 /** `who`: told the caller's identity once the token is valid (the access line's subject: who reloaded or purged, or tried to). */
+/** A 400 (`detail`) for a request with a body or a query parameter other than a token_sources one: what an admin call does is named by its path alone. */
+function refuseArguments(headers: Headers, url: URL, sources: Parameters<typeof queryTokenNames>[0], detail: string): void {
+  const hasBody = headers.has("transfer-encoding") || (headers.has("content-length") && headers.get("content-length") !== "0");
+  const tokenNames = queryTokenNames(sources);
+  if (hasBody || [...url.searchParams.keys()].some((k) => !tokenNames.includes(k))) throw new ProxyError("BadRequest", { detail });
+}
+
 export async function handleAdmin(app: App, rt: Runtime, req: Request, path: string, who?: (subject: string) => void, rawPath = path): Promise<Response> {
   const jwt = rt.config.jwt;
   // Off: said so (an operator following the original README's `curl -X POST …/admin/reload`
@@ -42,6 +49,9 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
   };
   if (path === "/admin/reload") {
     post();
+    // (`?dry_run=true`, `?config=/etc/other.yaml`, a config document in the body as some proxies'
+    // admin APIs take it: ignored, the file was read and applied, answered 200 "reloaded")
+    refuseArguments(req.headers, url, jwt.token_sources, "A reload takes no query parameters and no body: it reads and applies the config file (to check a config without applying it: yatagarasu --check --config PATH)");
     // With server.workers > 1, every other process reloads too (App.reloadEverywhere asks the
     // process group through the hook main.ts installed; the control plane knows no supervisor),
     // and the answer comes once each has applied it, failed to, or not answered in time:
@@ -83,12 +93,7 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
     // What to purge is named by the path alone: a query (`?prefix=img/`, `?bucket=b&key=k`) or a
     // body (a JSON document naming it) is refused, never ignored: it was a purge of the whole
     // bucket, or of everything. (A token sent as a query parameter, token_sources type query, is fine.)
-    const headers = req.headers;
-    const hasBody = headers.has("transfer-encoding") || (headers.has("content-length") && headers.get("content-length") !== "0");
-    const tokenNames = queryTokenNames(jwt.token_sources);
-    if (hasBody || [...url.searchParams.keys()].some((k) => !tokenNames.includes(k))) {
-      throw new ProxyError("BadRequest", { detail: "A purge takes no query parameters and no body (there is no purge by prefix): POST /admin/cache/purge (everything), /admin/cache/purge/{bucket} or /admin/cache/purge/{bucket}/{key}" });
-    }
+    refuseArguments(req.headers, url, jwt.token_sources, "A purge takes no query parameters and no body (there is no purge by prefix): POST /admin/cache/purge (everything), /admin/cache/purge/{bucket} or /admin/cache/purge/{bucket}/{key}");
     if (rest === "") return json(200, { purged: await app.cache.purgeAll(), ...answeredBy(app) });
     const named = rt.buckets.get(bucket);
     if (named === undefined) throw new ProxyError("NotFound", { detail: `No bucket named ${bucket}` });

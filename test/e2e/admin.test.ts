@@ -254,6 +254,21 @@ describe("cache stats: HEAD", () => {
 });
 
 describe("reload", () => {
+  test("a reload with a query or a body (?dry_run=true, ?config=PATH, a config document) is a 400 that reloads nothing: it was ignored, the file applied, 200 'reloaded'", async () => {
+    const gen = (await json(await fetch(px.url("/ready")))).generation as number;
+    const tries: Array<[string, RequestInit]> = [
+      ["/admin/reload?dry_run=true", {}],
+      ["/admin/reload?config=/etc/other.yaml", {}],
+      ["/admin/reload", { body: "buckets: []\n", headers: { "content-type": "application/yaml" } }],
+    ];
+    for (const [path, init] of tries) {
+      const r = await fetch(px.url(path), { ...init, method: "POST", headers: { ...(init.headers as Record<string, string>), ...auth(admin) } });
+      expect({ path, status: r.status }).toEqual({ path, status: 400 });
+      expect((await json(r)).message).toContain("A reload takes no query parameters and no body");
+    }
+    expect((await json(await fetch(px.url("/ready")))).generation).toBe(gen);
+  });
+
   test("POST /admin/reload picks up a new bucket and bumps the generation; an invalid config is a 400 and the old one keeps serving", async () => {
     const p = await startProxy(config(bucket("c", "/c")));
     try {
