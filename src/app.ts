@@ -10,7 +10,7 @@ import { normalize } from "node:path";
 import { renewalNameNote, renewalRefusal } from "./config/notes.ts";
 import { applyCacheConfig, bucketCachePolicy, cacheRestartChanges, cacheRestartKey, cacheStores, createCache, registerCacheMetrics, retireOtherDiskLayouts, upstreamIdentity, type Cache } from "./cache/index.ts";
 import type { DiskLayer } from "./cache/disk.ts";
-import { ConfigError, loadConfigSourceOffThread, printable, shownArgument, type Config } from "./config/load.ts";
+import { ConfigError, loadConfigSourceOffThread, loggedProblems, printable, shownArgument, type Config } from "./config/load.ts";
 import { resolveConfigPath } from "./config/validate.ts";
 import { readinessOf } from "./control/ready.ts";
 import { ByteBudget, ConcurrencyLimiter, RedisRateLimiter, UploadLimiter } from "./limits/index.ts";
@@ -346,9 +346,12 @@ export class App implements Services {
     void this.audit?.reopen();
     // (`problems`: a refused file's problems one by one, as a refused start logs them: the reload's
     // line had them only joined by newlines in `error`, which a log pipeline shows as one line)
+    // (the line lists at most loggedProblems' count: the answer to POST /admin/reload has them all)
     const fail = (error: string, problems?: string[]) => {
       this.metrics.configReload("failure");
-      this.log.error("config reload failed; the previous config keeps serving", { error, ...(problems && { problems }), generation: old.generation });
+      const listed = problems && loggedProblems(problems);
+      const logged = listed && listed.length < problems.length ? listed.join("\n") : error;
+      this.log.error("config reload failed; the previous config keeps serving", { error: logged, ...(listed && { problems: listed }), generation: old.generation });
       return { ok: false, error, generation: old.generation };
     };
     // A worker process never reads the file: it runs only what its primary read and validated.

@@ -13,7 +13,7 @@ import { early } from "./early-signals.ts";
 import { lookup } from "node:dns/promises";
 import { App } from "./app.ts";
 import { RedisRateLimiter } from "./limits/index.ts";
-import { ConfigError, likelyKey, loadConfigSource, loadConfigSourceOffThread, parseConfig, shownArgument, type Config } from "./config/load.ts";
+import { ConfigError, likelyKey, loadConfigSource, loggedProblems, loadConfigSourceOffThread, parseConfig, shownArgument, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
 import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, privateKeyPemNote, rateLimitMemoryNote, s3ApiNoIdentityNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, unseenClaimValueNote, uppercaseVirtualHostNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
 import { parseIp } from "./http/cidr.ts";
@@ -318,7 +318,7 @@ async function load(path: string, offThread: boolean, given = true): Promise<{ c
       const hint = !notFound ? "" : !given ? " (no --config was given, and ./config.yaml is the default: give --config PATH)" : /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(path) ? " (--config takes a file's path: a URL is not fetched)" : "";
       const headline = `invalid config (${err.issues.length} problem${err.issues.length === 1 ? "" : "s"}${more})`;
       write(process.stderr, `${headline}:\n${err.message}${hint}\n`);
-      if (!offThread) logStartFailure(headline, `${err.message}${hint}`.split("\n"));
+      if (!offThread) logStartFailure(headline, loggedProblems(`${err.message}${hint}`.split("\n")));
       return 1;
     }
     write(process.stderr, `cannot load config: ${(err as Error)?.message ?? err}\n`);

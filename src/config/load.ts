@@ -30,6 +30,15 @@ export interface ConfigIssue {
   column?: number;
 }
 
+/** The most problems one log line lists (a 1 MiB file of unknown keys made a "could not start" line of 4 MB, past what log shippers take as one line). */
+const MAX_LOGGED_PROBLEMS = 50;
+
+/** A refused config's problems (the lines of its message) as a log line lists them: the first MAX_LOGGED_PROBLEMS, then how many more. */
+export function loggedProblems(lines: readonly string[]): string[] {
+  if (lines.length <= MAX_LOGGED_PROBLEMS) return [...lines];
+  return [...lines.slice(0, MAX_LOGGED_PROBLEMS), `... and ${lines.length - MAX_LOGGED_PROBLEMS} more (yatagarasu --check --config PATH lists every one)`];
+}
+
 export class ConfigError extends Error {
   constructor(
     readonly issues: ConfigIssue[],

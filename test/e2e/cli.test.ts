@@ -505,6 +505,12 @@ test("serving with an invalid config writes a JSON error line on stdout too (a c
   expect([line.level, line.msg, line.error, line.problems]).toEqual(["error", "could not start", "invalid config (1 problem)", [`${p}:4: buckets[0].s3.bucket: environment variable YATA_TEST_UNSET_BKT is set but empty (give it a value, or write \${YATA_TEST_UNSET_BKT:-default} to use a default when it is empty)`]]);
   expect(unset.stdout).not.toContain(SECRET);
   expect(JSON.parse(missing.stdout).problems).toEqual([`${join(dir, "nope.yaml")}: cannot read config: file not found`]);
+  // the line lists 50 problems, then how many more (a 1 MiB file of unknown keys made a line of 4 MB); stderr has them all
+  const many = await runCli(["--config", file("many-keys.yaml", `${bucket()}${Array.from({ length: 120 }, (_, i) => `k${i}: 1\n`).join("")}`)]);
+  expect(many.stderr.split("\n").filter((l) => l.includes("unknown key")).length).toBe(120);
+  const problems = JSON.parse(many.stdout).problems as string[];
+  expect(problems.length).toBe(51);
+  expect(problems[50]).toBe("... and 70 more (yatagarasu --check --config PATH lists every one)");
 });
 
 test("a busy port: exit 3, and the message names the listener whose address is taken (main, or metrics)", async () => {
