@@ -10,15 +10,13 @@
  * repeated header one of whose values itself holds ", " cannot be told apart and does not verify.
  */
 import {
-  ALGORITHM,
   canonicalHeaderValue,
   canonicalQuery,
-  credentialScope,
   uriEncode,
 } from "../../s3/sigv4.ts";
 import { isS3Error, parseHeaderAuth, parseQueryAuth, PRESIGN_MARKERS, V2_UNSUPPORTED, SIGV4A_UNSUPPORTED, type AuthParams, type HeaderSource, signedHeadersLine } from "./auth-params.ts";
 import { s3Error, type S3Error } from "./errors.ts";
-import { signingKeyFor, type SigningKeyCache } from "./signing-keys.ts";
+import { signingKeyFor, type SigningKeyCache, type StringToSignMac } from "./signing-keys.ts";
 import { canonicalUri, parseRawQuery } from "./uri.ts";
 import { HEX_DIGITS, viewOf } from "../../s3/byte-view.ts";
 
@@ -278,12 +276,10 @@ function verify<P extends { secretAccessKey: string }>(
 
   const creqBytes = writeCanonicalRequest(input, query, names, params.signedLine ?? signedHeadersLine(names), payloadHash, params.presigned);
   if (creqBytes < 0) return error(s3Error("InvalidURI"), akid);
-  const scope = sts !== undefined ? credentialScope(params.scope.date, opts.region, "sts") : scopeOf(params.scope.date, opts.region);
   const key = sts !== undefined
     ? signingKeyFor(undefined, akid, principal.secretAccessKey, params.scope.date, opts.region, "sts")
     : signingKeyFor(opts.keyCache, akid, principal.secretAccessKey, params.scope.date, opts.region);
-  const stsBytes = writeStringToSign(params.amzDate, scope, creqBytes);
-  key.keyed.copy().update(stsBytes).digest(mac);
+  signCanonicalRequest(key.mac, params.amzDate, creqBytes);
 
   let verifiedQuery = query;
   let plusAsSpace = false;
@@ -296,8 +292,8 @@ function verify<P extends { secretAccessKey: string }>(
     // SDKs send, or a space signed as %20): the key and query follow the reading that was signed.
     // The error shows the literal reading's canonical request.
     const literal = scratch.creq.latin1Slice(0, creqBytes);
-    const literalSts = scratch.sts.latin1Slice(0, stsBytes.byteLength);
-    const other = otherReading(input, query, names, params, payloadHash, key.keyed, scope);
+    const literalSts = key.mac.lastStringToSign();
+    const other = otherReading(input, query, names, params, payloadHash, key.mac);
     if (other === undefined) return error(signatureMismatch(akid, literalSts, params.signature, literal, sessionToken), akid);
     verifiedQuery = other.query;
     plusAsSpace = other.plusAsSpace;
@@ -313,7 +309,7 @@ function verify<P extends { secretAccessKey: string }>(
   // equal to the one computed (just compared): the seed of an aws-chunked chain
   // (verifyRequest's kept answer: cut only for the two signed streaming modes, the seed's one use)
   ok.seedSignature = into === undefined || mode === "streaming" || mode === "streaming-trailer" ? signatureOf(params) : params.signature;
-  ok.scope = scope;
+  ok.scope = key.mac.scope;
   ok.amzDate = params.amzDate;
   ok.presigned = params.presigned;
   ok.signedHeaders = names;
@@ -353,14 +349,13 @@ function otherReading(
   names: readonly string[],
   params: AuthParams,
   payloadHash: string,
-  keyed: Bun.CryptoHasher,
-  scope: string,
+  keyMac: StringToSignMac,
 ): { query: ReadonlyArray<readonly [string, string]>; plusAsSpace: boolean } | undefined {
   const signedLine = params.signedLine ?? signedHeadersLine(names);
   const matches = (target: VerifyInput, q: ReadonlyArray<readonly [string, string]>, joined: boolean): boolean => {
     const n = writeCanonicalRequest(target, q, names, signedLine, payloadHash, params.presigned, joined);
     if (n < 0) return false;
-    keyed.copy().update(writeStringToSign(params.amzDate, scope, n)).digest(mac);
+    signCanonicalRequest(keyMac, params.amzDate, n);
     return macMatches(params.signature);
   };
   const joined = hasJoinedValue(names.length);
@@ -425,10 +420,11 @@ export function canonicalRequestOf(
 // ---------------------------------------------------------------- the signature, as bytes
 
 /**
- * The canonical request and the string to sign are written as bytes into buffers kept for the
- * process, and hashed from there: no string is built, flattened and encoded per request, and the
- * signature is compared with the digest's bytes (the hex string is never made). Verification is
- * synchronous, so one set of buffers serves every request.
+ * The canonical request is written as bytes into a buffer kept for the process, and the string to
+ * sign into one kept with the signing key (StringToSignMac, signing-keys.ts), and hashed from
+ * there: no string is built, flattened and encoded per request, and the signature is compared with
+ * the digest's bytes (the hex string is never made). Verification is synchronous, so one set of
+ * buffers serves every request.
  *
  * Bytes, as S3 hashes them: header values are taken as the listener received them (Bun.serve and
  * node:http give each byte as one Latin-1 character), and the path and query are ASCII once
@@ -440,8 +436,8 @@ interface Latin1Buffer extends Buffer {
   latin1Slice(start?: number, end?: number): string;
 }
 const bufferOf = (size: number) => Buffer.allocUnsafe(size) as Latin1Buffer;
-const scratch = { creq: bufferOf(4096), sts: bufferOf(512) };
-/** The canonical request's SHA-256, then the HMAC (CryptoHasher.digest into a TypedArray wants 64 bytes). */
+const scratch = { creq: bufferOf(4096) };
+/** The canonical request's SHA-256, then the HMAC (StringToSignMac.sign). */
 const digest = new Uint8Array(32);
 const mac = new Uint8Array(64);
 const HEX = HEX_DIGITS;
@@ -499,33 +495,10 @@ function writeCanonicalRequest(
   return put(payloadHash, n);
 }
 
-/** ALGORITHM, date, scope and the canonical request's hash (hex) into scratch.sts; the bytes written. */
-function writeStringToSign(amzDate: string, scope: string, creqBytes: number): Uint8Array {
+/** The canonical request's SHA-256, then its string to sign's HMAC under the request's key, into `mac`. */
+function signCanonicalRequest(keyMac: StringToSignMac, amzDate: string, creqBytes: number): void {
   Bun.SHA256.hash(viewOf(scratch.creq, creqBytes), digest);
-  const size = ALGORITHM.length + amzDate.length + scope.length + 3 + 64;
-  if (size > scratch.sts.length) scratch.sts = bufferOf(size);
-  const b = scratch.sts;
-  let n = b.latin1Write(ALGORITHM, 0);
-  b[n++] = NL;
-  n += b.latin1Write(amzDate, n);
-  b[n++] = NL;
-  n += b.latin1Write(scope, n);
-  b[n++] = NL;
-  for (let i = 0; i < 32; i++) {
-    const x = digest[i]!;
-    b[n++] = HEX[x >> 4]!;
-    b[n++] = HEX[x & 15]!;
-  }
-  return viewOf(b, n);
-}
-
-/** The credential scope string, kept for the last date and region (it changes once a day). */
-let lastScope = { date: "", region: "", scope: "" };
-function scopeOf(date: string, region: string): string {
-  const last = lastScope;
-  if (last.date === date && last.region === region) return last.scope;
-  lastScope = { date, region, scope: credentialScope(date, region, "s3") };
-  return lastScope.scope;
+  keyMac.sign(amzDate, digest, mac);
 }
 
 /**

@@ -103,6 +103,13 @@ describe("S3 front: objects per request", () => {
     expect(cells.string).toBeLessThanOrEqual(18.5);
   });
 
+  test("verification makes no hasher: the string to sign's HMAC is two one-shot SHA-256 over the signing key's kept pad blocks, not a copy of a keyed CryptoHasher", async () => {
+    const [get, put] = [await getCells(), await putCells()];
+    // (before: one CryptoHasher per request, verification's keyed.copy())
+    expect(get.CryptoHasher ?? 0).toBe(0);
+    expect(put.CryptoHasher ?? 0).toBe(0);
+  });
+
   test("admission makes no scope of its own (its rate-limit continuation closed over the request), nor a closure for an upload's slot", async () => {
     const [get, put] = [await getCells(), await putCells()];
     // (before: 35 scopes per GetObject; 37 scopes and 22 functions per PutObject)
