@@ -24,14 +24,46 @@ export function json(status: number, body: unknown): Response {
   return new Response(text, { status, headers: { "content-type": "application/json", "cache-control": "no-store", "content-length": String(Buffer.byteLength(text)) } });
 }
 
-/** `who`: told the caller's identity once the token is valid (the access line's subject: who reloaded or purged, or tried to). */
-/** A 400 (`detail`) for a request with a body or a query parameter other than a token_sources one: what an admin call does is named by its path alone. */
-function refuseArguments(headers: Headers, url: URL, sources: Parameters<typeof queryTokenNames>[0], detail: string): void {
-  const hasBody = headers.has("transfer-encoding") || (headers.has("content-length") && headers.get("content-length") !== "0");
-  const tokenNames = queryTokenNames(sources);
-  if (hasBody || [...url.searchParams.keys()].some((k) => !tokenNames.includes(k))) throw new ProxyError("BadRequest", { detail });
+/** The most of an admin call's body read to see whether it names anything (`{}` and white space do not). */
+const MAX_EMPTY_BODY_BYTES = 64;
+/** A body that names nothing: none, white space, or an empty JSON object (`requests.post(url, json={})`, `curl --json '{}'`). */
+const NAMES_NOTHING = /^\s*(?:\{\s*\})?\s*$/;
+
+/** Whether the request's body says anything (read up to MAX_EMPTY_BODY_BYTES; a longer one does). */
+async function hasArgumentBody(req: Request): Promise<boolean> {
+  const headers = req.headers;
+  const length = headers.get("content-length");
+  if (!headers.has("transfer-encoding") && (length === null || length === "0")) return false;
+  if (length !== null && !(Number(length) <= MAX_EMPTY_BODY_BYTES)) return true;
+  // (a chunked body may be empty: Node's http.request after flushHeaders(), a stream that ended at once)
+  const reader = req.body?.getReader();
+  if (reader === undefined) return false;
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    n += value.byteLength;
+    if (n > MAX_EMPTY_BODY_BYTES) {
+      reader.cancel().catch(() => undefined);
+      return true;
+    }
+  }
+  return !NAMES_NOTHING.test(Buffer.concat(chunks).toString("latin1"));
 }
 
+/**
+ * A 400 (`detail`) for a request with a body or a query parameter other than a token_sources one:
+ * what an admin call does is named by its path alone. A body that names nothing (empty, `{}`) is
+ * none: a script's or a client library's habit, refused as an argument it was not.
+ */
+async function refuseArguments(req: Request, url: URL, sources: Parameters<typeof queryTokenNames>[0], detail: string): Promise<void> {
+  const tokenNames = queryTokenNames(sources);
+  if ([...url.searchParams.keys()].some((k) => !tokenNames.includes(k)) || (await hasArgumentBody(req))) throw new ProxyError("BadRequest", { detail });
+}
+
+/** `who`: told the caller's identity once the token is valid (the access line's subject: who reloaded or purged, or tried to). */
 export async function handleAdmin(app: App, rt: Runtime, req: Request, path: string, who?: (subject: string) => void, rawPath = path): Promise<Response> {
   const jwt = rt.config.jwt;
   // Off: said so (an operator following the original README's `curl -X POST …/admin/reload`
@@ -51,7 +83,7 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
     post();
     // (`?dry_run=true`, `?config=/etc/other.yaml`, a config document in the body as some proxies'
     // admin APIs take it: ignored, the file was read and applied, answered 200 "reloaded")
-    refuseArguments(req.headers, url, jwt.token_sources, "A reload takes no query parameters and no body: it reads and applies the config file (to check a config without applying it: yatagarasu --check --config PATH)");
+    await refuseArguments(req, url, jwt.token_sources, "A reload takes no query parameters and no body: it reads and applies the config file (to check a config without applying it: yatagarasu --check --config PATH)");
     // With server.workers > 1, every other process reloads too (App.reloadEverywhere asks the
     // process group through the hook main.ts installed; the control plane knows no supervisor),
     // and the answer comes once each has applied it, failed to, or not answered in time:
@@ -93,7 +125,7 @@ export async function handleAdmin(app: App, rt: Runtime, req: Request, path: str
     // What to purge is named by the path alone: a query (`?prefix=img/`, `?bucket=b&key=k`) or a
     // body (a JSON document naming it) is refused, never ignored: it was a purge of the whole
     // bucket, or of everything. (A token sent as a query parameter, token_sources type query, is fine.)
-    refuseArguments(req.headers, url, jwt.token_sources, "A purge takes no query parameters and no body (there is no purge by prefix): POST /admin/cache/purge (everything), /admin/cache/purge/{bucket} or /admin/cache/purge/{bucket}/{key}");
+    await refuseArguments(req, url, jwt.token_sources, "A purge takes no query parameters and no body (there is no purge by prefix): POST /admin/cache/purge (everything), /admin/cache/purge/{bucket} or /admin/cache/purge/{bucket}/{key}");
     if (rest === "") return json(200, { purged: await app.cache.purgeAll(), ...answeredBy(app) });
     const named = rt.buckets.get(bucket);
     if (named === undefined) throw new ProxyError("NotFound", { detail: `No bucket named ${bucket}` });
