@@ -120,9 +120,9 @@ function child(fmt: string, seg: PathSegment): string {
   return typeof seg === "number" ? `${fmt}[${seg}]` : fmt ? `${fmt}.${seg}` : seg;
 }
 
-function shortKey(k: string): string {
+function shortKey(k: string, parent: PathSegment | undefined): string {
   // (`{ secret_key:s3cr3t, secret_key:s3cr3t }`: not what follows the ':', see shownKey)
-  return gluedKeyName(k) !== undefined ? shownKey(k) : ellipsized(k, 60);
+  return parent !== "claims" && gluedKeyName(k) !== undefined ? shownKey(k) : ellipsized(k, 60);
 }
 
 /**
@@ -642,7 +642,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
         const keyLine = line(pair.key);
         if (seen.has(name)) {
           const first = seen.get(name);
-          issues.push({ path: [...segments(f), name], message: `duplicate key '${shortKey(name)}'${first ? ` (first defined at line ${first})` : ""}`, line: keyLine });
+          issues.push({ path: [...segments(f), name], message: `duplicate key '${shortKey(name, segments(f).at(-1))}'${first ? ` (first defined at line ${first})` : ""}`, line: keyLine });
           continue;
         }
         seen.set(name, keyLine);

@@ -29,12 +29,13 @@ const SHOWN_KEY_CHARS = 64;
  * and a line read as one key (a file that is not a config: `--check --config /etc/shadow` as
  * root; a secret pasted where a key goes) was printed whole, twice per line.
  */
-export function shownKey(key: string): string {
+export function shownKey(key: string, parent?: PathSegment): string {
   // (`{ secret_key:s3cr3t }`, a ':' with no space after it, as JSON writes it: inside { } YAML
   // reads that as one key, and the unknown-key problem showed the secret, in --check, the "could
   // not start" line and a refused reload's answer; what follows the ':' is not shown. A claim name
-  // that is a URL, `https://...`, is shown as written.)
-  const glued = gluedKeyName(key);
+  // that is a URL, `https://...`, is shown as written; so is every key of a credential's `claims`,
+  // a claim's name, `cognito:groups` or `urn:example:role`, never a config key with its value.)
+  const glued = parent === "claims" ? undefined : gluedKeyName(key);
   if (glued !== undefined) return `${glued}:…`;
   // (never between a surrogate pair's halves: the problem goes into JSON, the log's lines and the
   // admin reload's answer, where half of one is a lone \ud83d that strict readers refuse)
@@ -43,7 +44,7 @@ export function shownKey(key: string): string {
 
 /** formatPath for a problem's reader: each key cut by shownKey. */
 export function shownPath(path: readonly PathSegment[]): string {
-  return formatPath(path.map((s) => (typeof s === "string" ? shownKey(s) : s)));
+  return formatPath(path.map((s, i) => (typeof s === "string" ? shownKey(s, path[i - 1]) : s)));
 }
 
 /**

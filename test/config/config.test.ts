@@ -899,6 +899,10 @@ describe("parseConfig", () => {
     for (const s of [S3S, JS, S3S.slice(0, 20), JS.slice(0, 20)]) expect(JSON.stringify(got)).not.toContain(s);
     // a claim name that is a URL keeps its ':' (it is no glued value)
     expect(issues(`${B}"https://example.com/roles": 1\n`).map((i) => i.path)).toEqual(["https://example.com/roles"]);
+    // and so does a credential's claim name, `cognito:groups`, `urn:example:role` (it was `cognito:…`)
+    const claims = (c: string) => `${B}s3_api:\n  credentials:\n    - { access_key_id: AKIDCLAIMS1, secret_access_key: abcdefghijklmnopqrstu, identity: a, buckets: { b: [read] }, claims: { ${c} } }\n`;
+    expect(issues(claims(`"cognito:groups": [a], "cognito:groups": [b]`))).toEqual([{ path: "s3_api.credentials[0].claims.cognito:groups", message: "duplicate key 'cognito:groups' (first defined at line 7)", line: 7 }]);
+    expect(issues(claims(`urn:example:role: a, urn:example:role: b`)).map((i) => i.path)).toEqual(["s3_api.credentials[0].claims.urn:example:role"]);
   });
 
   test("a long unknown key is cut before a character outside the BMP, never between its halves: the problem goes into JSON (log lines, the admin API's reload answer), where half a pair is a lone \\ud83d strict readers refuse", () => {
