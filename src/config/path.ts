@@ -13,8 +13,12 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-/** A key that is a config key's name, ':' and more with no space between (`secret_key:value`). */
-const GLUED_VALUE = /^([a-z_][a-z0-9_]*):(?!\/\/)(?=\S)/;
+/**
+ * A key that is a name, ':' and more with no space between (`secret_key:value`; `secretKey:value`,
+ * `SECRET_KEY:value` and `secret-key:value` too, as MinIO's JS client, an env file or a typo
+ * spells the key: those were shown whole, the secret with them).
+ */
+const GLUED_VALUE = /^([A-Za-z_][A-Za-z0-9_-]*):(?!\/\/)(?=\S)/;
 
 /** The key's name when YAML read a `name:value` written without a space as one key (see shownKey), else undefined. */
 export function gluedKeyName(key: string): string | undefined {

@@ -897,6 +897,12 @@ describe("parseConfig", () => {
     expect(got).toContainEqual({ path: "jwt.secret:…", message: "unknown key 'secret:…' (a ':' with no space after it: inside { } YAML reads `secret:value` as one key; write `secret: value`)", line: 2 });
     expect(got.some((i) => i.path === "buckets[0].s3.secret_key:…" && i.message.startsWith("duplicate key 'secret_key:…'"))).toBe(true);
     for (const s of [S3S, JS, S3S.slice(0, 20), JS.slice(0, 20)]) expect(JSON.stringify(got)).not.toContain(s);
+    // the name as other configs spell it (MinIO's JS client: secretKey; an env file: SECRET_KEY; a typo: secret-key) hides it too
+    for (const name of ["secretKey", "SECRET_KEY", "secret-key"]) {
+      const named = issues(`buckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt, access_key: AK, ${name}:${S3S} } }\n`);
+      expect(named).toContainEqual({ path: `buckets[0].s3.${name}:…`, message: `unknown key '${name}:…'`, line: 2 });
+      expect(JSON.stringify(named)).not.toContain(S3S.slice(0, 8));
+    }
     // a claim name that is a URL keeps its ':' (it is no glued value)
     expect(issues(`${B}"https://example.com/roles": 1\n`).map((i) => i.path)).toEqual(["https://example.com/roles"]);
     // and so does a credential's claim name, `cognito:groups`, `urn:example:role` (it was `cognito:…`)
