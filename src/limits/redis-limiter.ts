@@ -402,7 +402,7 @@ export class RedisRateLimiter {
     }
     await Promise.all(calls);
     // (a limit refused again since it was sent keeps its later refusal, for the next drain)
-    for (const [id, at] of taken) if (this.refusedLocally.get(id) === at) this.refusedLocally.delete(id);
+    for (const [id, at] of taken) if (this.refusedLocally.peek(id) === at) this.refusedLocally.delete(id);
   }
 
   /** EVALSHA within the timeout; EVAL when Redis does not hold the script (a restarted Redis). */
