@@ -814,22 +814,29 @@ describe("Redis unavailable", () => {
 
 describe("a flood from many addresses", () => {
   test("refusals while Redis is down cost about what an admission does, not tens of µs each: the refused-limits record (10 000 addresses at most) was a Map evicting through keys().next(), which walks JavaScriptCore's holes once 30 000 addresses churn it (4-5× an admission's CPU measured; LruMap: 1.0-1.2×)", () => {
-    const l = new RedisRateLimiter(source({ enabled: true, per_ip: { requests_per_second: 0.001, burst: 1, idle_seconds: 600, max_entries: 1_000_000 } }), { url: "redis://127.0.0.1:1", timeoutMs: 50, share: 1, log: recordingLogger(), connect: false });
-    try {
-      const n = 30_000;
-      const ips = Array.from({ length: n }, (_, i) => `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
-      const cpu = (want: boolean) => {
-        const t = process.cpuUsage();
-        for (const ip of ips) if ((l.check(ip) as RateCheck).ok !== want) throw new Error(`${ip} not ${want ? "admitted" : "refused"}`);
-        const u = process.cpuUsage(t);
-        return u.user + u.system;
-      };
-      const admitted = cpu(true); // each address's one token
-      const refused = cpu(false); // each address remembered as refused (drained in Redis once it is back)
-      expect(refused).toBeLessThan(2.5 * admitted);
-    } finally {
-      l.close();
+    // (a first trial to warm the code up, whose admissions pay the compiler's time, then the best of
+    // three fresh limiters: one pass can meet a collection or the host's other load, which made one
+    // ratio pass 2.5 in a full file run; the old record measured 10-11× after the warm-up, LruMap 1.2-2.8)
+    const n = 30_000;
+    const ips = Array.from({ length: n }, (_, i) => `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
+    const ratios: number[] = [];
+    for (let trial = 0; trial < 4; trial++) {
+      const l = new RedisRateLimiter(source({ enabled: true, per_ip: { requests_per_second: 0.001, burst: 1, idle_seconds: 600, max_entries: 1_000_000 } }), { url: "redis://127.0.0.1:1", timeoutMs: 50, share: 1, log: recordingLogger(), connect: false });
+      try {
+        const cpu = (want: boolean) => {
+          const t = process.cpuUsage();
+          for (const ip of ips) if ((l.check(ip) as RateCheck).ok !== want) throw new Error(`${ip} not ${want ? "admitted" : "refused"}`);
+          const u = process.cpuUsage(t);
+          return u.user + u.system;
+        };
+        const admitted = cpu(true); // each address's one token
+        const refused = cpu(false); // each address remembered as refused (drained in Redis once it is back)
+        ratios.push(refused / admitted);
+      } finally {
+        l.close();
+      }
     }
+    expect(Math.min(...ratios.slice(1))).toBeLessThan(4);
   });
 });
 
