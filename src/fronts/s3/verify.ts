@@ -6,8 +6,9 @@
  * XOR-accumulate loop, as crypto.timingSafeEqual does, without two Buffers per request).
  *
  * A header sent more than once comes joined with ", " (`Headers`) where SigV4 joins its values
- * with ",": a signature that fails over the values as received is tried over them so joined. A
- * repeated header one of whose values itself holds ", " cannot be told apart and does not verify.
+ * with ",": a signature that fails over the values as received is tried over them so joined, each
+ * signed value holding ", " read either way (another signed header's "Smith, John" is not a join).
+ * A repeated header one of whose values itself holds ", " cannot be told apart and does not verify.
  */
 import {
   canonicalHeaderValue,
@@ -354,17 +355,28 @@ function otherReading(
   keyMac: StringToSignMac,
 ): { query: ReadonlyArray<readonly [string, string]>; plusAsSpace: boolean } | undefined {
   const signedLine = params.signedLine ?? signedHeadersLine(names);
-  const matches = (target: VerifyInput, q: ReadonlyArray<readonly [string, string]>, joined: boolean): boolean => {
+  const matches = (target: VerifyInput, q: ReadonlyArray<readonly [string, string]>, joined: number): boolean => {
     const n = writeCanonicalRequest(target, q, names, signedLine, payloadHash, params.presigned, joined);
     if (n < 0) return false;
     signCanonicalRequest(keyMac, params.amzDate, n);
     return macMatches(params.signature);
   };
-  const joined = hasJoinedValue(names.length);
-  if (joined && matches(input, query, true)) return { query, plusAsSpace: false }; // (the literal path and query)
+  // Which of the signed values holding ", " are joins is not known: each subset of them is read as
+  // joined (up to JOIN_SUBSETS_UP_TO such values; past that, only all of them). Before, only all of
+  // them were: a repeated header signed along with another header whose value holds ", " (a
+  // metadata "Smith, John", an If-Match list) never verified.
+  const joinable = joinedValues(names.length);
+  const last = joinable === 0 ? 0 : joinable <= JOIN_SUBSETS_UP_TO ? (1 << joinable) - 1 : ALL_JOINED;
+  const first = last === ALL_JOINED ? ALL_JOINED : 1;
+  const joinedMatch = (target: VerifyInput, q: ReadonlyArray<readonly [string, string]>): boolean => {
+    if (last === ALL_JOINED) return matches(target, q, ALL_JOINED);
+    for (let mask = first; mask <= last; mask++) if (matches(target, q, mask)) return true;
+    return false;
+  };
+  if (joinable > 0 && joinedMatch(input, query)) return { query, plusAsSpace: false }; // (the literal path and query)
   const alt = plusAsSpaceVariant(input);
   const altQuery = alt === undefined ? undefined : parseRawQuery(alt.rawQuery);
-  if (alt !== undefined && altQuery !== undefined && (matches(alt, altQuery, false) || (joined && matches(alt, altQuery, true)))) return { query: altQuery, plusAsSpace: true };
+  if (alt !== undefined && altQuery !== undefined && (matches(alt, altQuery, 0) || (joinable > 0 && joinedMatch(alt, altQuery)))) return { query: altQuery, plusAsSpace: true };
   return undefined;
 }
 
@@ -466,8 +478,9 @@ function put(s: string, at: number): number {
 
 /**
  * The canonical request into scratch.creq (the signed values read by readSignedValues); its
- * length, or -1 when the path cannot be decoded. `joined`: the values read as a repeated header's,
- * ", " joining them as "," (verify's second reading).
+ * length, or -1 when the path cannot be decoded. `joined`: which signed values holding ", " are
+ * read as a repeated header's, ", " joining them as "," (verify's second reading): bit j for the
+ * j-th such value, ALL_JOINED for every one.
  */
 function writeCanonicalRequest(
   input: VerifyInput,
@@ -476,7 +489,7 @@ function writeCanonicalRequest(
   signedLine: string,
   payloadHash: string,
   presigned: boolean,
-  joined = false,
+  joined = 0,
 ): number {
   const uri = canonicalUri(input.rawPath);
   if (uri === undefined) return -1;
@@ -487,13 +500,16 @@ function writeCanonicalRequest(
   scratch.creq[n++] = NL;
   if (signedQuery.length > 0) n = put(canonicalQuery(signedQuery), n);
   scratch.creq[n++] = NL;
-  // (an index loop: signedValues is indexed alike)
-  for (let i = 0; i < signedHeaders.length; i++) {
+  // (an index loop: signedValues is indexed alike; j counts the values holding ", " when joined)
+  for (let i = 0, j = 0; i < signedHeaders.length; i++) {
     const name = signedHeaders[i]!;
     n = put(name, n);
     scratch.creq[n++] = 0x3a; // ":"
     const value = canonicalHeaderValue(signedValues[i] ?? "");
-    n = put(joined ? value.replaceAll(", ", ",") : value, n);
+    if (joined !== 0 && value.includes(", ")) {
+      n = put(joined === ALL_JOINED || (joined & (1 << j)) !== 0 ? value.replaceAll(", ", ",") : value, n);
+      j++;
+    } else n = put(value, n);
     scratch.creq[n++] = NL;
   }
   n = put(signedLine, n);
@@ -644,11 +660,16 @@ function readSignedValues(headers: HeaderSource, names: readonly string[]): numb
   return present;
 }
 
-/** Whether one of the first `n` signed values (readSignedValues) holds ", ", as a header sent more than once does. */
-function hasJoinedValue(n: number): boolean {
-  for (let i = 0; i < n; i++) if (signedValues[i]?.includes(", ")) return true;
-  return false;
+/** How many of the first `n` signed values (readSignedValues), canonical, hold ", ", as a header sent more than once does. */
+function joinedValues(n: number): number {
+  let k = 0;
+  for (let i = 0; i < n; i++) if (canonicalHeaderValue(signedValues[i] ?? "").includes(", ")) k++;
+  return k;
 }
+/** writeCanonicalRequest's `joined` reading every value holding ", " as joined. */
+const ALL_JOINED = -1;
+/** Up to this many signed values holding ", ", each subset is tried as the joined ones (2^4 - 1 = 15 readings at most). */
+const JOIN_SUBSETS_UP_TO = 4;
 
 /** SDKs list the signed headers sorted (and memoized lists are): no copy and sort for them. */
 function isSorted(names: readonly string[]): boolean {
