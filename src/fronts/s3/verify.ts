@@ -7,8 +7,8 @@
  *
  * A header sent more than once comes joined with ", " (`Headers`) where SigV4 joins its values
  * with ",": a signature that fails over the values as received is tried over them so joined, each
- * signed value holding ", " read either way (another signed header's "Smith, John" is not a join).
- * A repeated header one of whose values itself holds ", " cannot be told apart and does not verify.
+ * ", " read either way (another signed header's "Smith, John" is not a join, nor a repeated
+ * header's own): every subset up to 4 of them, past that only all of them as joins.
  */
 import {
   canonicalHeaderValue,
@@ -361,10 +361,10 @@ function otherReading(
     signCanonicalRequest(keyMac, params.amzDate, n);
     return macMatches(params.signature);
   };
-  // Which of the signed values holding ", " are joins is not known: each subset of them is read as
-  // joined (up to JOIN_SUBSETS_UP_TO such values; past that, only all of them). Before, only all of
-  // them were: a repeated header signed along with another header whose value holds ", " (a
-  // metadata "Smith, John", an If-Match list) never verified.
+  // Which ", " in the signed values are joins is not known: each subset of them is read as the
+  // joins (up to JOIN_SUBSETS_UP_TO of them; past that, only all of them). Before, only all of them
+  // were: a repeated header signed along with another header whose value holds ", " (a metadata
+  // "Smith, John", an If-Match list), or one of whose own values holds ", ", never verified.
   const joinable = joinedValues(names.length);
   const last = joinable === 0 ? 0 : joinable <= JOIN_SUBSETS_UP_TO ? (1 << joinable) - 1 : ALL_JOINED;
   const first = last === ALL_JOINED ? ALL_JOINED : 1;
@@ -478,9 +478,9 @@ function put(s: string, at: number): number {
 
 /**
  * The canonical request into scratch.creq (the signed values read by readSignedValues); its
- * length, or -1 when the path cannot be decoded. `joined`: which signed values holding ", " are
+ * length, or -1 when the path cannot be decoded. `joined`: which ", " in the signed values are
  * read as a repeated header's, ", " joining them as "," (verify's second reading): bit j for the
- * j-th such value, ALL_JOINED for every one.
+ * j-th ", " in them, ALL_JOINED for every one.
  */
 function writeCanonicalRequest(
   input: VerifyInput,
@@ -500,16 +500,23 @@ function writeCanonicalRequest(
   scratch.creq[n++] = NL;
   if (signedQuery.length > 0) n = put(canonicalQuery(signedQuery), n);
   scratch.creq[n++] = NL;
-  // (an index loop: signedValues is indexed alike; j counts the values holding ", " when joined)
+  // (an index loop: signedValues is indexed alike; j counts the ", " read so far when joined)
   for (let i = 0, j = 0; i < signedHeaders.length; i++) {
     const name = signedHeaders[i]!;
     n = put(name, n);
     scratch.creq[n++] = 0x3a; // ":"
     const value = canonicalHeaderValue(signedValues[i] ?? "");
-    if (joined !== 0 && value.includes(", ")) {
-      n = put(joined === ALL_JOINED || (joined & (1 << j)) !== 0 ? value.replaceAll(", ", ",") : value, n);
-      j++;
-    } else n = put(value, n);
+    if (joined === 0 || !value.includes(", ")) n = put(value, n);
+    else if (joined === ALL_JOINED) n = put(value.replaceAll(", ", ","), n);
+    else {
+      let read = "";
+      let from = 0;
+      for (let at = value.indexOf(", "); at >= 0; at = value.indexOf(", ", at + 2)) {
+        read += value.slice(from, at) + ((joined & (1 << j++)) !== 0 ? "," : ", ");
+        from = at + 2;
+      }
+      n = put(read + value.slice(from), n);
+    }
     scratch.creq[n++] = NL;
   }
   n = put(signedLine, n);
@@ -660,15 +667,18 @@ function readSignedValues(headers: HeaderSource, names: readonly string[]): numb
   return present;
 }
 
-/** How many of the first `n` signed values (readSignedValues), canonical, hold ", ", as a header sent more than once does. */
+/** How many times ", " (a join of a header sent more than once, or a value's own) is in the first `n` signed values (readSignedValues), canonical. */
 function joinedValues(n: number): number {
   let k = 0;
-  for (let i = 0; i < n; i++) if (canonicalHeaderValue(signedValues[i] ?? "").includes(", ")) k++;
+  for (let i = 0; i < n; i++) {
+    const value = canonicalHeaderValue(signedValues[i] ?? "");
+    for (let at = value.indexOf(", "); at >= 0; at = value.indexOf(", ", at + 2)) k++;
+  }
   return k;
 }
 /** writeCanonicalRequest's `joined` reading every value holding ", " as joined. */
 const ALL_JOINED = -1;
-/** Up to this many signed values holding ", ", each subset is tried as the joined ones (2^4 - 1 = 15 readings at most). */
+/** Up to this many ", " in the signed values, each subset of them is tried as the joins (2^4 - 1 = 15 readings at most). */
 const JOIN_SUBSETS_UP_TO = 4;
 
 /** SDKs list the signed headers sorted (and memoized lists are): no copy and sort for them. */

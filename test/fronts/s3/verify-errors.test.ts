@@ -270,6 +270,14 @@ describe("which headers are signed", () => {
       // and the values still count: another one, or the other header read as joined, does not verify
       expect(verify(req([["x-amz-meta-a", "b"], ["x-amz-meta-a", "d"]]))).toMatchObject(err("SignatureDoesNotMatch", 403));
     });
+
+    test("a repeated header one of whose own values holds ', ' (as sent twice: 'Smith, John' then 'Doe'): verifies", () => {
+      expect(verify(repeated([["x-amz-meta-a", "Smith, John"], ["x-amz-meta-a", "Doe"]], "Smith, John,Doe")).kind).toBe("ok");
+      expect(verify(repeated([["x-amz-meta-a", "a,\t b"], ["x-amz-meta-a", ""], ["x-amz-meta-a", "c ,  d"]], "a, b,,c , d")).kind).toBe("ok");
+      // (values in another order, or changed, are still refused)
+      expect(verify(repeated([["x-amz-meta-a", "Smith, John"], ["x-amz-meta-a", "Doe"]], "Doe,Smith, John"))).toMatchObject(err("SignatureDoesNotMatch", 403));
+      expect(verify(repeated([["x-amz-meta-a", "Smith, John"], ["x-amz-meta-a", "Doe"]], "Smith, Joan,Doe"))).toMatchObject(err("SignatureDoesNotMatch", 403));
+    });
   });
 
   test("an unsigned x-amz-* header on a presigned request → 403 AccessDenied", async () => {
