@@ -611,11 +611,22 @@ function validateListeners(cfg: RawConfig, opts: { baseDir?: string; tls?: { cer
     );
   if (cfg.server.https?.enabled) checkTlsPair(cfg.server.https, opts.baseDir, issues, opts.tls);
   if (cfg.server.https?.enabled && cfg.server.https.ciphers !== undefined) {
+    // node:tls sets the TLS 1.3 names (TLS_*) of a list aside and takes the rest for TLS 1.2; the
+    // listener hands the whole list to TLS 1.2's: with TLS 1.3 names only it did not start (a bare
+    // NO_CIPHER_MATCH) after --check had passed it. (Names are separated by ":" and, as the TLS
+    // library reads a list, by ";", "," or spaces too.)
+    const tls12 = cfg.server.https.ciphers.split(/[:;, ]+/).filter((name) => name !== "" && !name.startsWith("TLS_"));
+    let known = tls12.length > 0;
     try {
-      createSecureContext({ ciphers: cfg.server.https.ciphers });
+      if (known) createSecureContext({ ciphers: tls12.join(":") });
     } catch {
-      issues.push({ path: ["server", "https", "ciphers"], message: `names no cipher suite TLS 1.2 knows (OpenSSL syntax, e.g. ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256; leave it out for the default)` });
+      known = false;
     }
+    if (!known)
+      issues.push({
+        path: ["server", "https", "ciphers"],
+        message: `names no cipher suite TLS 1.2 knows (OpenSSL syntax, e.g. ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256; leave it out for the default)${tls12.length === 0 ? ": TLS 1.3's suites (TLS_…) are not chosen here, TLS 1.3 offers its own" : ""}`,
+      });
   }
   // (a wildcard address takes the port on the addresses it covers: 0.0.0.0:8080 and 127.0.0.1:8080 clash at bind, as the S3 API's check says)
   if (cfg.metrics.enabled && cfg.metrics.port !== 0 && cfg.metrics.port === (port ?? 8080) && bindsClash(cfg.metrics.address, host))

@@ -1394,6 +1394,19 @@ describe("listener rules", () => {
     expect(good.find((i) => i.path === "server.https.ciphers")).toBeUndefined();
   });
 
+  // node:tls sets TLS 1.3 names aside, so createSecureContext took them; the listener then did not
+  // start (`could not start: error:100000b1:SSL routines:OPENSSL_internal:NO_CIPHER_MATCH`).
+  test("server.https.ciphers naming TLS 1.3 suites only (TLS_AES_128_GCM_SHA256) is refused at --check, as the listener refuses it; beside a TLS 1.2 suite it passes", () => {
+    const at = (ciphers: string) => issues(`server:\n  https: { cert_path: /nonexistent.pem, key_path: /nonexistent.key, ciphers: "${ciphers}" }\n${B}`).find((i) => i.path === "server.https.ciphers");
+    for (const c of ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256", "TLS_NOPE"])
+      expect([c, at(c)?.message]).toEqual([c, "names no cipher suite TLS 1.2 knows (OpenSSL syntax, e.g. ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256; leave it out for the default): TLS 1.3's suites (TLS_…) are not chosen here, TLS 1.3 offers its own"]);
+    expect(at("TLS_AES_128_GCM_SHA256:ECDHE-RSA-AES128-GCM-SHA256")).toBeUndefined();
+    // (the TLS library also separates names with spaces or commas: the listener takes these)
+    expect(at("TLS_AES_128_GCM_SHA256 ECDHE-RSA-AES128-GCM-SHA256")).toBeUndefined();
+    expect(at("TLS_AES_128_GCM_SHA256,ECDHE-RSA-AES128-GCM-SHA256")).toBeUndefined();
+    expect(at("TLS_AES_128_GCM_SHA256:RC4-FOREVER")?.message).toStartWith("names no cipher suite TLS 1.2 knows");
+  });
+
   test("a PEM's text given as server.https.key_path / cert_path (or a jwt key path) is refused without echoing it: no private key in --check, start-up or reload output", () => {
     const key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCSECRETSECRETSECRET\n-----END PRIVATE KEY-----\n";
     const cert = "-----BEGIN CERTIFICATE-----\nMIIDCERTBODYCERTBODY\n-----END CERTIFICATE-----\n";
