@@ -7,7 +7,7 @@ import { CONTROL_PATHS } from "../control/paths.ts";
 import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
-import { createSecureContext } from "node:tls";
+import { createSecureContext, getCiphers } from "node:tls";
 import { cidrProblem, parseIp } from "../http/cidr.ts";
 import type { Config } from "./load.ts";
 import type { PathSegment } from "./path.ts";
@@ -361,7 +361,7 @@ function expectedKey(alg: Algorithm): string {
  * so that --check and a reload say which file is wrong, instead of the listener failing at start
  * with a bare OpenSSL code (PEM routines: NO_START_LINE, KEY_VALUES_MISMATCH).
  */
-function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: string | undefined, issues: Issue[], material?: { cert: string; key: string }): void {
+function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: string | undefined, issues: Issue[], material?: { cert: string; key: string }): KeyObject | undefined {
   const read = (k: "cert_path" | "key_path"): Buffer | undefined => {
     try {
       const pem = material ? Buffer.from(k === "cert_path" ? material.cert : material.key) : readKeyFile(resolveConfigPath(https[k], baseDir));
@@ -447,6 +447,24 @@ function checkTlsPair(https: { cert_path: string; key_path: string }, baseDir: s
   if (key?.asymmetricKeyType === "dsa" || (curve !== undefined && !["prime256v1", "secp384r1", "secp521r1"].includes(curve))) {
     issues.push({ path: ["server", "https", "key_path"], message: `${https.key_path} is a ${curve ?? "DSA"} key the listener cannot use (use an RSA, ECDSA P-256/P-384/P-521 or Ed25519 key)` });
   }
+  return key;
+}
+
+/**
+ * A server.https.ciphers list of suite names only (no aliases such as HIGH or ECDHE+AESGCM) none
+ * of which the certificate's key can serve: ECDSA suites take an EC or Ed25519 key, the others an
+ * RSA key (PSK ones none). The listener started, every TLS 1.2 handshake failed (`alert handshake
+ * failure`), TLS 1.3 ones succeeded.
+ */
+function ciphersKeyProblem(tls12: string[], key: KeyObject | undefined): string | undefined {
+  const type = key?.asymmetricKeyType;
+  const known = new Set(getCiphers());
+  const names = tls12.map((n) => n.toLowerCase());
+  if (type === undefined || !names.every((n) => known.has(n))) return undefined;
+  const ecdsa = type === "ec" || type === "ed25519";
+  if (names.some((n) => !n.includes("psk") && n.includes("-ecdsa-") === ecdsa)) return undefined;
+  const kind = type === "rsa" ? "RSA" : type === "ec" ? "ECDSA" : type === "ed25519" ? "Ed25519" : type;
+  return `names no TLS 1.2 suite the certificate's ${kind} key can serve (${ecdsa ? "ECDHE-ECDSA-… suites take an ECDSA or Ed25519 key" : "ECDHE-RSA-… and RSA suites take an RSA key"}): every TLS 1.2 handshake would fail; add ${ecdsa ? "ECDHE-ECDSA-AES128-GCM-SHA256" : "ECDHE-RSA-AES128-GCM-SHA256"}, or leave it out for the default`;
 }
 
 /** Resolves a path from the config relative to the config file's folder. */
@@ -609,7 +627,7 @@ function validateListeners(cfg: RawConfig, opts: { baseDir?: string; tls?: { cer
         ? { path: ["s3_api", "engine"], message: "node does not serve TLS, and server.https is on: use engine: bun for the S3 listener, or terminate TLS in front of the proxy" }
         : { path: ["s3_api"], message: "the S3 listener takes server.engine (node), which does not serve TLS, and server.https is on: set s3_api.engine: bun, or terminate TLS in front of the proxy" },
     );
-  if (cfg.server.https?.enabled) checkTlsPair(cfg.server.https, opts.baseDir, issues, opts.tls);
+  const tlsKey = cfg.server.https?.enabled ? checkTlsPair(cfg.server.https, opts.baseDir, issues, opts.tls) : undefined;
   if (cfg.server.https?.enabled && cfg.server.https.ciphers !== undefined) {
     // node:tls sets the TLS 1.3 names (TLS_*) of a list aside and takes the rest for TLS 1.2; the
     // listener hands the whole list to TLS 1.2's: with TLS 1.3 names only it did not start (a bare
@@ -622,6 +640,8 @@ function validateListeners(cfg: RawConfig, opts: { baseDir?: string; tls?: { cer
     } catch {
       known = false;
     }
+    const mismatch = known ? ciphersKeyProblem(tls12, tlsKey) : undefined;
+    if (mismatch !== undefined) issues.push({ path: ["server", "https", "ciphers"], message: mismatch });
     if (!known)
       issues.push({
         path: ["server", "https", "ciphers"],

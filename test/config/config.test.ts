@@ -1407,6 +1407,42 @@ describe("listener rules", () => {
     expect(at("TLS_AES_128_GCM_SHA256:RC4-FOREVER")?.message).toStartWith("names no cipher suite TLS 1.2 knows");
   });
 
+  // ECDHE-ECDSA suites only beside an RSA certificate (or ECDHE-RSA ones beside an ECDSA one): the
+  // listener started, every TLS 1.2 handshake failed (alert handshake failure), --check said OK.
+  test("server.https.ciphers naming only suites the certificate's key cannot serve is refused, naming the key type; a list with one it can serve, or with aliases, passes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "yata-ciphers-key-"));
+    try {
+      const pair = async (name: string, newkey: string[]) => {
+        const gen = Bun.spawn(["openssl", "req", "-x509", "-newkey", ...newkey, "-nodes", "-days", "1", "-subj", "/CN=t", "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.pem`)], { stdout: "ignore", stderr: "ignore" });
+        expect(await gen.exited).toBe(0);
+      };
+      // (1024 bits: quicker to make, and a note, not a refusal)
+      await Promise.all([pair("rsa", ["rsa:1024"]), pair("ec", ["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])]);
+      const at = (name: string, ciphers: string) => {
+        try {
+          parseConfig(`server:\n  https: { cert_path: "${join(dir, `${name}.pem`)}", key_path: "${join(dir, `${name}.key`)}", ciphers: "${ciphers}" }\n${B}`, { env: {} });
+          return [];
+        } catch (err) {
+          if (err instanceof ConfigError) return err.issues.map((i) => `${i.path}: ${i.message}`);
+          throw err;
+        }
+      };
+      expect(at("rsa", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305")).toEqual([
+        "server.https.ciphers: names no TLS 1.2 suite the certificate's RSA key can serve (ECDHE-RSA-… and RSA suites take an RSA key): every TLS 1.2 handshake would fail; add ECDHE-RSA-AES128-GCM-SHA256, or leave it out for the default",
+      ]);
+      expect(at("ec", "ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256:TLS_AES_128_GCM_SHA256")).toEqual([
+        "server.https.ciphers: names no TLS 1.2 suite the certificate's ECDSA key can serve (ECDHE-ECDSA-… suites take an ECDSA or Ed25519 key): every TLS 1.2 handshake would fail; add ECDHE-ECDSA-AES128-GCM-SHA256, or leave it out for the default",
+      ]);
+      expect(at("ec", "ECDHE-RSA-AES128-GCM-SHA256:ecdhe-ecdsa-aes128-gcm-sha256")).toEqual([]);
+      expect(at("rsa", "ECDHE-ECDSA-AES128-GCM-SHA256:AES256-GCM-SHA384")).toEqual([]);
+      expect(at("rsa", "ECDHE-ECDSA-AES128-GCM-SHA256 ECDHE-RSA-AES128-GCM-SHA256")).toEqual([]);
+      // (aliases are expanded by the TLS library: not judged here)
+      expect(at("rsa", "ECDHE+AESGCM:!aRSA")).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a PEM's text given as server.https.key_path / cert_path (or a jwt key path) is refused without echoing it: no private key in --check, start-up or reload output", () => {
     const key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCSECRETSECRETSECRET\n-----END PRIVATE KEY-----\n";
     const cert = "-----BEGIN CERTIFICATE-----\nMIIDCERTBODYCERTBODY\n-----END CERTIFICATE-----\n";
