@@ -41,3 +41,18 @@ s3_api:
     - { access_key_id: "AKIABENCHCLIENT00000", secret_access_key: "bench-client-secret-0123456789abcdef", identity: bench, buckets: { signed: [read], sink: [write] } }
 `;
 }
+
+/**
+ * One source tree's App on this config with the stub upstream, each module imported from that tree
+ * (its own module graph: trees side by side in one process), and what the A/B tools build with it.
+ */
+export async function treeApp(tree: string) {
+  const { App } = await import(`${tree}/src/app.ts`);
+  const { parseConfig } = await import(`${tree}/src/config/load.ts`);
+  const { s3Front } = await import(`${tree}/src/fronts/s3/front.ts`);
+  const { nullLogger } = await import(`${tree}/src/observe/log.ts`);
+  const { createHandler } = await import(`${tree}/src/proxy/runner.ts`);
+  const { S3Signer } = await import(`${tree}/src/s3/sigv4.ts`);
+  const app = await App.create(parseConfig(inProcessYaml("http://upstream.test:9000"), { env: {} }), { log: nullLogger, fetch: stubUpstream, probeIntervalMs: 3_600_000 });
+  return { app, s3Front, createHandler, S3Signer };
+}

@@ -10,10 +10,9 @@
  *   bun bench/inproc-ab.ts <before-tree> <after-tree>      (R=8 rounds, N=20000 requests)
  */
 import { resolve } from "node:path";
-import { BENCH_S3_CLIENT, inProcessYaml, STUB_BODY, stubUpstream } from "./in-process.ts";
+import { BENCH_S3_CLIENT, STUB_BODY, treeApp } from "./in-process.ts";
 
 const body = STUB_BODY;
-const yaml = inProcessYaml("http://upstream.test:9000");
 
 const trees = process.argv.slice(2).length > 0 ? process.argv.slice(2).map((t) => resolve(t)) : [resolve(import.meta.dir, "..")];
 type Handler = (r: Request, ip: string) => Promise<Response>;
@@ -21,14 +20,8 @@ const hs: Handler[] = [];
 const plain: Handler[] = [];
 let putH: Record<string, string> = {}, getH: Record<string, string> = {};
 for (const t of trees) {
-  const { App } = await import(`${t}/src/app.ts`);
-  const { parseConfig } = await import(`${t}/src/config/load.ts`);
-  const { s3Front } = await import(`${t}/src/fronts/s3/front.ts`);
-  const { nullLogger } = await import(`${t}/src/observe/log.ts`);
-  const { createHandler } = await import(`${t}/src/proxy/runner.ts`);
+  const { app, s3Front, createHandler, S3Signer } = await treeApp(t);
   const { createMainHandler } = await import(`${t}/src/fronts/index.ts`);
-  const { S3Signer } = await import(`${t}/src/s3/sigv4.ts`);
-  const app = await App.create(parseConfig(yaml, { env: {} }), { log: nullLogger, fetch: stubUpstream, probeIntervalMs: 3_600_000 });
   hs.push(createHandler(app, s3Front, () => "127.0.0.1"));
   plain.push(createMainHandler(app, () => "127.0.0.1"));
   const sg = new S3Signer(BENCH_S3_CLIENT, "us-east-1");
