@@ -106,6 +106,8 @@ export class Metrics {
   private readonly s3Duration = this.r.histogram("yatagarasu_s3_request_duration_seconds", "Upstream S3 request time until response headers, in seconds.", ["bucket"], DURATION_BUCKETS);
   private readonly s3Retries = this.r.counter("yatagarasu_s3_retries_total", "Upstream S3 requests retried.", ["bucket"]);
   private readonly authC = new Map<string, CounterChild>();
+  /** authC's "success" child, the S3 front's every verified request's: no map lookup for it. */
+  private readonly authSuccessC: CounterChild;
   private readonly authzC = new Map<string, Map<string, CounterChild>>();
   private readonly rateC = new Map<string, CounterChild>();
   private readonly breaker = this.r.gauge("yatagarasu_circuit_breaker_state", "Circuit breaker state per bucket: 0 closed, 1 open, 2 half-open.", ["bucket"], "max");
@@ -148,6 +150,7 @@ export class Metrics {
   constructor(opts: MetricsOptions) {
     const auth = this.r.counter("yatagarasu_auth_total", "Authentication outcomes.", ["result"]);
     for (const a of AUTH_RESULTS) this.authC.set(a, auth.labels(a));
+    this.authSuccessC = this.authC.get("success")!;
     const authz = this.r.counter(
       "yatagarasu_authz_decisions_total",
       "Bucket authorizer (OPA, OpenFGA) results per request, cached decisions included: allow, deny, error (no decision, refused with 503: an outage under fail_mode closed, or a configuration error), or fail_open (no decision, an outage, the request allowed by fail_mode open).",
@@ -260,7 +263,7 @@ export class Metrics {
   }
 
   auth(result: AuthResult): void {
-    const c = this.authC.get(result);
+    const c = result === "success" ? this.authSuccessC : this.authC.get(result);
     if (c !== undefined) c.value++;
   }
 

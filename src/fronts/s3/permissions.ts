@@ -149,7 +149,8 @@ function sessionPasses(rt: Runtime, bucket: BucketRuntime, claims: Record<string
 
 /** True when `principal` (undefined: anonymous) may perform `action` on `bucket`. */
 export function mayAccess(rt: Runtime, principal: S3Principal | undefined, bucket: BucketRuntime, action: S3Action): boolean {
-  const write = isWriteAction(action);
+  // (s3:GetObject, every GetObject's, is no write: told without a set lookup)
+  const write = action !== "s3:GetObject" && isWriteAction(action);
   if (write && bucket.cfg.access !== "read-write") return false;
   if (principal === undefined) return action === "s3:GetObject" && !bucket.authRequired;
   if (principal.kind === "session") return sessionPasses(rt, bucket, principal.claims) && (!write || writeRefusal(bucket, principal.claims) === undefined);
