@@ -1,6 +1,6 @@
 /** Every way a SigV4 request can be refused, with S3's code and status; and the anonymous case. */
 import { describe, expect, test, setDefaultTimeout } from "bun:test";
-import { verifyRequest, verifySigV4, type VerifyInput } from "../../../src/fronts/s3/verify.ts";
+import { hexBytes, verifyRequest, verifySigV4, type VerifyInput } from "../../../src/fronts/s3/verify.ts";
 import {
   EMPTY_SHA256,
   canonicalHeaders,
@@ -633,4 +633,10 @@ describe("verifyRequest: one answer object, kept for the process", () => {
     const { plusAsSpace: _p, sessionToken: _s, expiresAt: _e, ...fields } = third as Extract<typeof third, { kind: "ok" }>;
     expect(verifySigV4(plain, anyToken, opts)).toMatchObject(fields);
   });
+});
+
+test("SignatureDoesNotMatch's byte lists are each character's code (a byte: the text is Latin-1) as two hex digits, space-separated, over every byte value", () => {
+  const every = Array.from({ length: 256 }, (_, i) => String.fromCharCode(i)).join("");
+  const oneByOne = (t: string) => Array.from(t, (c) => c.charCodeAt(0).toString(16).padStart(2, "0")).join(" ");
+  for (const text of ["", "a", "GET\n/b/k\n", every, every.repeat(40)]) expect(hexBytes(text)).toBe(oneByOne(text));
 });
