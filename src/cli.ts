@@ -190,7 +190,7 @@ function parseArgs(argv: string[]): Args | { exit: number; out: string; err?: bo
   // was thrown again by the failure's own description: a crash with a stack trace, exit 1)
   // (shown without a user name and password, as the check's own lines: Docker keeps the output in its health log)
   if (info === undefined && args.healthcheck !== undefined && (!/^https?:\/\/[^/\s]+/i.test(args.healthcheck) || !URL.canParse(args.healthcheck))) {
-    return usage(`--healthcheck takes an http:// or https:// URL, not '${shownArg(args.healthcheck)}'`);
+    return usage(`--healthcheck takes an http:// or https:// URL, not '${shownUrl(args.healthcheck)}'`);
   }
   return info ?? args;
 }
@@ -204,6 +204,17 @@ const PROXY_ENV = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "AL
 
 /** An argument (or a --healthcheck URL) as an error shows it: shownArgument (credentials hidden, cut, control characters escaped). */
 const shownArg = shownArgument;
+
+/**
+ * A --healthcheck URL as its messages show it: shownArg, and its query as `?…` (a probe given a
+ * token as `?token=...` printed it, and Docker keeps a health check's output in its health log).
+ * Cut after the user information shownArg left (a password may hold "?").
+ */
+function shownUrl(url: string): string {
+  const shown = shownArg(url);
+  const q = shown.indexOf("?", Math.max(shown.lastIndexOf("@"), shown.indexOf("://") + 3));
+  return q < 0 ? shown : `${shown.slice(0, q)}?…`;
+}
 
 async function healthcheck(url: string): Promise<number> {
   // This instance's own listener, asked directly: through the proxy the environment names, a
@@ -220,10 +231,10 @@ async function healthcheck(url: string): Promise<number> {
     const res = await fetch(url, { redirect: "manual", signal: AbortSignal.timeout(3000), ...(own ? { tls: { rejectUnauthorized: false } } : {}) });
     await res.arrayBuffer().catch(() => undefined);
     if (res.status === 200) return 0;
-    write(process.stderr, `healthcheck: ${shownArg(url)} answered ${res.status}\n`);
+    write(process.stderr, `healthcheck: ${shownUrl(url)} answered ${res.status}\n`);
     return 1;
   } catch (err) {
-    write(process.stderr, `healthcheck: ${shownArg(url)}: ${healthcheckFailure(url, err)}\n`);
+    write(process.stderr, `healthcheck: ${shownUrl(url)}: ${healthcheckFailure(url, err)}\n`);
     return 1;
   }
 }
@@ -278,7 +289,7 @@ function configNotes(config: Config): Array<{ level: "info" | "warn"; text: stri
 function healthcheckFailure(url: string, err: unknown): string {
   const u = new URL(url);
   const at = u.host;
-  const other = (scheme: string) => `${scheme}//${u.host}${u.pathname}${u.search}`;
+  const other = (scheme: string) => `${scheme}//${u.host}${u.pathname}${u.search === "" ? "" : "?…"}`; // (the query as shownUrl shows it)
   if ((err as Error)?.name === "TimeoutError") return `no answer from ${at} within 3 s`;
   const code = (err as { code?: unknown })?.code;
   const c = typeof code === "string" ? code : "";

@@ -221,6 +221,11 @@ test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", asyn
     // a user name and password in the URL never reach the output (Docker keeps it in its health log)
     const withUser = await runCli(["--healthcheck", `http://probe:s3cret-pw@127.0.0.1:${s.port}/ready`]);
     expect([withUser.code, withUser.stderr]).toEqual([1, `healthcheck: http://127.0.0.1:${s.port}/ready answered 503\n`]);
+    // nor a token in its query (it was printed whole), nor in a usage error's or a connection failure's advice
+    const withToken = await runCli(["--healthcheck", `http://127.0.0.1:${s.port}/ready?token=hc-s3cret-tok`]);
+    expect([withToken.code, withToken.stderr]).toEqual([1, `healthcheck: http://127.0.0.1:${s.port}/ready?… answered 503\n`]);
+    const bad = await runCli(["--healthcheck", "http://probe:p?w@127.0.0.1:80800/x?token=hc-s3cret-tok"]);
+    expect(bad.stderr).toBe("error: --healthcheck takes an http:// or https:// URL, not 'http://***@127.0.0.1:80800/x?…'\n");
   } finally {
     s.stop(true);
   }
