@@ -60,13 +60,7 @@ export class Scratch {
   /** The first `n` bytes of `bytes` as lowercase hex at `at`; the offset after them. */
   putHex(bytes: Uint8Array, n: number, at: number): number {
     this.room(at, 2 * n);
-    const b = this.buf;
-    for (let i = 0; i < n; i++) {
-      const x = bytes[i]!;
-      b[at++] = HEX_DIGITS[x >> 4]!;
-      b[at++] = HEX_DIGITS[x & 15]!;
-    }
-    return at;
+    return writeHex(this.buf, bytes, n, at);
   }
 
   /** The first `n` bytes, as a view kept per length (see viewOf). */
@@ -96,4 +90,14 @@ export function viewOf(buf: Uint8Array, n: number): Uint8Array {
   let views = VIEWS.get(buf);
   if (views === undefined) VIEWS.set(buf, (views = new Array<Uint8Array>(MAX_VIEW + 1))); // (sized: indexed storage, not a sparse map)
   return (views[n] ??= buf.subarray(0, n));
+}
+
+/** The first `n` bytes of `bytes` as lowercase hex into `b` at `at` (room for 2n bytes there); the offset after them. */
+export function writeHex(b: Uint8Array, bytes: Uint8Array, n: number, at: number): number {
+  for (let i = 0; i < n; i++) {
+    const x = bytes[i]!;
+    b[at++] = HEX_DIGITS[x >> 4]!;
+    b[at++] = HEX_DIGITS[x & 15]!;
+  }
+  return at;
 }

@@ -10,7 +10,7 @@
  * generation (no module-level state).
  */
 import { ALGORITHM, credentialScope, deriveSigningKey } from "../../s3/sigv4.ts";
-import { HEX_DIGITS, type TextBuffer } from "../../s3/byte-view.ts";
+import { type TextBuffer, writeHex } from "../../s3/byte-view.ts";
 import { LruMap } from "../../util/lru.ts";
 import { AuthMemo } from "./auth-params.ts";
 
@@ -66,11 +66,7 @@ export class StringToSignMac {
   sign(amzDate: string, digest: Uint8Array, mac: Uint8Array): void {
     const b = this.inner;
     for (let i = 0, at = this.dateAt; i < AMZ_DATE_LENGTH; i++) b[at + i] = amzDate.charCodeAt(i);
-    for (let i = 0, n = this.hexAt; i < 32; i++) {
-      const x = digest[i]!;
-      b[n++] = HEX_DIGITS[x >> 4]!;
-      b[n++] = HEX_DIGITS[x & 15]!;
-    }
+    writeHex(b, digest, 32, this.hexAt);
     Bun.SHA256.hash(b, this.innerHash);
     Bun.SHA256.hash(this.outer, mac);
   }
