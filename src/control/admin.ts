@@ -10,6 +10,7 @@
  *   POST /admin/cache/purge/{bucket}/{key…} one object
  *   GET  /admin/cache/stats
  */
+import { readCapped } from "../http/read-capped.ts";
 import { workerCount, workerIndex } from "../workers.ts";
 import type { App } from "../app.ts";
 import { queryTokenNames } from "../auth/sources.ts";
@@ -29,28 +30,14 @@ const MAX_EMPTY_BODY_BYTES = 64;
 /** A body that names nothing: none, white space, or an empty JSON object (`requests.post(url, json={})`, `curl --json '{}'`). */
 const NAMES_NOTHING = /^\s*(?:\{\s*\})?\s*$/;
 
-/** Whether the request's body says anything (read up to MAX_EMPTY_BODY_BYTES; a longer one does). */
+/** Whether the request's body says anything (read up to MAX_EMPTY_BODY_BYTES with readCapped; a longer one does). */
 async function hasArgumentBody(req: Request): Promise<boolean> {
   const headers = req.headers;
   const length = headers.get("content-length");
   if (!headers.has("transfer-encoding") && (length === null || length === "0")) return false;
-  if (length !== null && !(Number(length) <= MAX_EMPTY_BODY_BYTES)) return true;
   // (a chunked body may be empty: Node's http.request after flushHeaders(), a stream that ended at once)
-  const reader = req.body?.getReader();
-  if (reader === undefined) return false;
-  const chunks: Uint8Array[] = [];
-  let n = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    n += value.byteLength;
-    if (n > MAX_EMPTY_BODY_BYTES) {
-      reader.cancel().catch(() => undefined);
-      return true;
-    }
-  }
-  return !NAMES_NOTHING.test(Buffer.concat(chunks).toString("latin1"));
+  const body = await readCapped(req, MAX_EMPTY_BODY_BYTES);
+  return body === undefined || !NAMES_NOTHING.test(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("latin1"));
 }
 
 /**
