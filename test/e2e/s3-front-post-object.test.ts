@@ -274,14 +274,15 @@ describe("refusals store nothing", () => {
     },
   );
 
-  test("an x-amz-checksum-algorithm field alone (generate_presigned_post(Fields={'x-amz-checksum-algorithm': 'CRC32'})) has the small file stored with that checksum, computed by the proxy (it was ignored: stored with none); beside a checksum value the value wins; SHA512 501, an unknown one InvalidRequest", async () => {
+  test("an x-amz-checksum-algorithm field alone (generate_presigned_post(Fields={'x-amz-checksum-algorithm': 'CRC32'})) has the small file stored with that checksum, computed by the proxy (it was ignored: stored with none); beside a checksum value of the same algorithm the value is checked and stored, beside one of another S3's InvalidRequest (it was accepted, the algorithm ignored); SHA512 501, an unknown one InvalidRequest", async () => {
     const small = new TextEncoder().encode("checksum asked for");
     const crc32 = (b: Uint8Array) => Buffer.from(new Uint8Array(new Uint32Array([Bun.hash.crc32(b)]).buffer).reverse()).toString("base64");
     const sha256b64 = (b: Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("base64");
     await refused(postForm(presignWithExtra(policyFor("up", "bad/alg512.txt"), { "x-amz-checksum-algorithm": "SHA512" }), small), 501, "NotImplemented", "bad/alg512.txt", /SHA512/);
     await refused(postForm(presignWithExtra(policyFor("up", "bad/algx.txt"), { "x-amz-checksum-algorithm": "CRC33" }), small), 400, "InvalidRequest", "bad/algx.txt", /^Value for x-amz-checksum-algorithm header is invalid\.$/);
     expect((await postForm(presignWithExtra(policyFor("up", "form/alg.txt"), { "x-amz-checksum-algorithm": "crc32" }), small)).status).toBe(204);
-    expect((await postForm(presignWithExtra(policyFor("up", "form/alg-sha.txt"), { "x-amz-checksum-algorithm": "CRC32", "x-amz-checksum-sha256": sha256b64(small) }), small)).status).toBe(204);
+    await refused(postForm(presignWithExtra(policyFor("up", "bad/alg-other.txt"), { "x-amz-checksum-algorithm": "CRC32", "x-amz-checksum-sha256": sha256b64(small) }), small), 400, "InvalidRequest", "bad/alg-other.txt", /^Value for x-amz-checksum-algorithm header is invalid\.$/);
+    expect((await postForm(presignWithExtra(policyFor("up", "form/alg-sha.txt"), { "x-amz-checksum-algorithm": "sha256", "x-amz-checksum-sha256": sha256b64(small) }), small)).status).toBe(204);
     const { HeadObjectCommand } = await import("@aws-sdk/client-s3");
     const head = (Key: string) => env.s3.client().send(new HeadObjectCommand({ Bucket: "up", Key, ChecksumMode: "ENABLED" }));
     const [alg, both] = await Promise.all([head("form/alg.txt"), head("form/alg-sha.txt")]);

@@ -235,16 +235,20 @@ function expectedDigests(fields: ReadonlyMap<string, string>): PayloadExpectatio
  * The checksum S3 is asked to compute and store (an x-amz-checksum-algorithm field without its
  * value, as boto3's generate_presigned_post sends it): the proxy computes it over the buffered file
  * and sends it with the single PutObject (a multipart upload's file is stored without it, as a
- * checksum field's is). A checksum value field wins, as S3 ignores the algorithm beside one. It
- * was ignored: the object was stored with no checksum.
+ * checksum field's is). It was ignored: the object was stored with no checksum. Beside a checksum
+ * value field it must name that field's algorithm (the value is then the one checked and stored):
+ * another is S3's InvalidRequest, as for PutObject's x-amz-sdk-checksum-algorithm beside another
+ * x-amz-checksum-* header; it was accepted, the algorithm ignored.
  */
 function checksumToCompute(fields: ReadonlyMap<string, string>, digests: PayloadExpectations): ChecksumAlgorithm | undefined {
   const raw = fields.get("x-amz-checksum-algorithm");
-  if (raw === undefined || digests.checksum !== undefined) return undefined;
+  if (raw === undefined) return undefined;
   const algorithm = raw.trim().toUpperCase();
   if (UNKEPT_ALGORITHMS.has(algorithm)) fail(unkeptAlgorithm(algorithm));
-  if (!(CHECKSUM_ALGORITHMS as readonly string[]).includes(algorithm)) fail(s3Error("InvalidRequest", "Value for x-amz-checksum-algorithm header is invalid."));
-  return algorithm as ChecksumAlgorithm;
+  if (!(CHECKSUM_ALGORITHMS as readonly string[]).includes(algorithm) || (digests.checksum !== undefined && digests.checksum.algorithm !== algorithm)) {
+    fail(s3Error("InvalidRequest", "Value for x-amz-checksum-algorithm header is invalid."));
+  }
+  return digests.checksum === undefined ? (algorithm as ChecksumAlgorithm) : undefined;
 }
 
 /**
