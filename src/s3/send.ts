@@ -50,6 +50,12 @@ interface SendCommon {
   /** Caps the attempts below s3.retry.max_attempts (a streamed body always gets exactly one). */
   maxAttempts?: number;
   /**
+   * How long an attempt waits for the answer's head, in place of s3.timeout: for a call whose
+   * caller gives up sooner on its own yet wants the late answer (a form upload's Create, whose
+   * upload is aborted once its id is known).
+   */
+  timeoutMs?: number;
+  /**
    * The request is conditional on an object's state through its body (a DeleteObjects with
    * <ETag>s), as If-Match / If-None-Match make one through headers: not resent (isResendable).
    */

@@ -606,10 +606,11 @@ export class BucketUpstream {
     const contentLength = body === null ? undefined : body instanceof Uint8Array ? body.byteLength : req.contentLength!;
     const clientSignal = req.signal;
     const hold = req.emptyAnswer || req.holdAnswer;
+    const timeoutMs = req.timeoutMs ?? this.timeoutMs;
     // The pool's UpstreamTimeoutError is converted by retrying().
-    if (body instanceof ReadableStream && isFramedBody(body, contentLength!)) return fetchFramed(this.fetchImpl, method, this.origin + target, headers, body, contentLength!, clientSignal, this.timeoutMs, req.timing, this.bufferBodyUpTo, hold);
-    if (this.pool) return this.pool.request(method, target, headers, { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: req.timing, body, contentLength, noResend: !resendable, releaseChunks: req.releaseChunks, holdUnknownLength: hold });
-    return fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, this.timeoutMs, req.timing, this.bufferBodyUpTo, hold);
+    if (body instanceof ReadableStream && isFramedBody(body, contentLength!)) return fetchFramed(this.fetchImpl, method, this.origin + target, headers, body, contentLength!, clientSignal, timeoutMs, req.timing, this.bufferBodyUpTo, hold);
+    if (this.pool) return this.pool.request(method, target, headers, { timeoutMs, connectTimeoutMs: this.connectTimeoutMs, signal: clientSignal, abandon: req.timing, body, contentLength, noResend: !resendable, releaseChunks: req.releaseChunks, holdUnknownLength: hold });
+    return fetchWithBody(this.fetchImpl, method, this.origin + target, headers, body, contentLength, clientSignal, timeoutMs, req.timing, this.bufferBodyUpTo, hold);
   }
 
   /** One attempt. Not async for the pool (its UpstreamTimeoutError is converted by retrying()): no promise of its own. */

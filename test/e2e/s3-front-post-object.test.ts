@@ -736,3 +736,22 @@ test("the form's credential is checked against the config live when its fields a
     await own.stop();
   }
 });
+
+test("a large form's Create answered after s3.timeout: the client gets its 503, and the upload the store made once the answer comes is aborted (it was left behind, empty)", async () => {
+  const key = "late/create.bin";
+  // (a front with the bucket's s3.timeout at 0.1 s, on the same fixture; the Create answered 400 ms late)
+  await using short = await startFrontsOn(uploadYaml(env.s3.endpoint, { upstreamTimeout: 0.1 }), env.s3, false);
+  const ours = (r: { pathname: string }) => r.pathname.endsWith(`/${key}`);
+  env.s3.faults.set(`/up/${key}`, { kind: "delay", ms: 400, method: "POST", times: 1 });
+  try {
+    const aborted = env.s3.waitForRequest((r) => ours(r) && r.method === "DELETE" && r.query.uploadId !== undefined && r.status !== 0, 10_000);
+    const p = policyFor("up", key);
+    const a = await answerOf(await postForm({ ...p, url: p.url.replace(env.endpoint, short.endpoint) }, bytesOf(6 * MiB, 50)));
+    expect({ status: a.status, code: a.code }).toEqual({ status: 503, code: "ServiceUnavailable" });
+    expect((await aborted).status).toBe(204);
+  } finally {
+    env.s3.faults.clear();
+  }
+  expect(await env.s3.exists("up", key)).toBe(false);
+  expect(env.s3.multipartUploads().filter((u) => u.key === key)).toEqual([]);
+});

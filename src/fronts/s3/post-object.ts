@@ -303,14 +303,18 @@ class FormMultipart {
   }
 
   private async start(): Promise<void> {
-    const { upstream, key, headers, open } = this;
-    const close = (this.closeWork = this.ctx.svc.openWork.add(open));
-    const creating = createMultipartUpload(upstream, { key, headers }, this.own());
-    // A client gone meanwhile is answered now (its buffers released, reserved in the shared budget):
-    // waited for, a Create the store was slow to answer held them up to OWN_CALL_MS after it left
-    // (a pile of them made other uploads SlowDown); the upload it makes is aborted once it is known,
-    // its open work closed only then (a shutdown waits for that abort too).
-    const created = await untilGone(creating, this.call.signal, () => {
+    const { ctx, upstream, key, headers, open } = this;
+    const close = (this.closeWork = ctx.svc.openWork.add(open));
+    // (the Create's answer is waited for up to OWN_CALL_MS, the form's client only s3.timeout:
+    // cut at s3.timeout, a Create the store carried out late left its upload there, empty, its id
+    // never read)
+    const creating = createMultipartUpload(upstream, { key, headers }, { ...this.own(), timeoutMs: OWN_CALL_MS });
+    // A client gone meanwhile, or the Create unanswered at s3.timeout, is answered now (its buffers
+    // released, reserved in the shared budget): waited for, a Create the store was slow to answer
+    // held them up to OWN_CALL_MS after it left (a pile of them made other uploads SlowDown); the
+    // upload it makes is aborted once it is known, its open work closed only then (a shutdown
+    // waits for that abort too).
+    const created = await untilGone(creating, this.call.signal, upstream.timeoutMs, (late) => {
       this.closeWork = undefined;
       void creating
         .then(async (res) => {
@@ -318,6 +322,7 @@ class FormMultipart {
           if (res.status !== 200) await res.body?.cancel().catch(() => {});
           if (id !== undefined) {
             open.upload_id = id;
+            if (late) ctx.svc.log.info("a form upload's CreateMultipartUpload was answered after s3.timeout: the upload it made is aborted", { request_id: ctx.id, bucket: upstream.bucket, key, upload_id: id });
             await this.abandon(id);
           }
         })
@@ -480,21 +485,29 @@ function uploadIdOf(body: Uint8Array | undefined): string | undefined {
 }
 
 /**
- * `p`, or `signal`'s reason as soon as it aborts (the client gone): `p` then goes on, and
- * `onGone` (called then) takes care of what it answers.
+ * `p`, or `signal`'s reason as soon as it aborts (the client gone), or the upstream's timeout
+ * (GatewayTimeout, as s3.timeout answers) once `timeoutMs` passed: `p` then goes on, and
+ * `onGone` (called then, `late` for the timeout) takes care of what it answers.
  */
-function untilGone<T>(p: Promise<T>, signal: AbortSignal | undefined, onGone: () => void): Promise<T> {
-  if (signal === undefined) return p;
+function untilGone<T>(p: Promise<T>, signal: AbortSignal | undefined, timeoutMs: number, onGone: (late: boolean) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const gone = () => {
-      reject(signal.reason);
-      onGone();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const settle = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", gone);
     };
-    if (signal.aborted) return gone();
-    signal.addEventListener("abort", gone, { once: true });
+    const give = (err: unknown, late: boolean) => {
+      settle();
+      reject(err);
+      onGone(late);
+    };
+    const gone = () => give(signal!.reason, false);
+    if (signal?.aborted === true) return gone();
+    signal?.addEventListener("abort", gone, { once: true });
+    timer = setTimeout(() => give(new ProxyError("GatewayTimeout", { detail: "The upstream did not answer the upload's creation in time" }), true), timeoutMs);
     p.then(
-      (v) => (signal.removeEventListener("abort", gone), resolve(v)),
-      (err: unknown) => (signal.removeEventListener("abort", gone), reject(err)),
+      (v) => (settle(), resolve(v)),
+      (err: unknown) => (settle(), reject(err)),
     );
   });
 }

@@ -18,6 +18,8 @@ export interface OperationContext {
   timing: UpstreamTiming;
   /** Caps the attempts below s3.retry.max_attempts (a streamed body always gets one). */
   maxAttempts?: number;
+  /** The wait for the answer's head in place of s3.timeout (SendRequest.timeoutMs). */
+  timeoutMs?: number;
 }
 
 /** The client's request headers, as a Headers or a plain record (any case). */
