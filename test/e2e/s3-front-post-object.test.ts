@@ -494,6 +494,12 @@ test("a client that goes away after a part went up: the multipart upload is abor
   expect(env.app.formBuffers.reserved).toBe(0);
 });
 
+/** Neither an object nor a multipart upload is left under `key`. */
+async function nothingLeft(key: string): Promise<void> {
+  expect(await env.s3.exists("up", key)).toBe(false);
+  expect(env.s3.multipartUploads().filter((u) => u.key === key)).toEqual([]);
+}
+
 /**
  * A form of 20 MiB announced whose client goes away once a part's worth went and the upload's
  * Create reached the upstream, answered `delayMs` late; resolves once the client is gone, with
@@ -543,8 +549,7 @@ test("a client that goes away while the multipart upload's Create is on its way:
   } finally {
     env.s3.faults.clear();
   }
-  expect(await env.s3.exists("up", key)).toBe(false);
-  expect(env.s3.multipartUploads().filter((u) => u.key === key)).toEqual([]);
+  await nothingLeft(key);
 });
 
 test("a client gone while a slow Create is on its way is let go at once: its buffers (the shared form budget) are not held until the Create is answered (up to 30 s), the upload still aborted", async () => {
@@ -563,8 +568,7 @@ test("a client gone while a slow Create is on its way is let go at once: its buf
   } finally {
     env.s3.faults.clear();
   }
-  expect(await env.s3.exists("up", key)).toBe(false);
-  expect(env.s3.multipartUploads().filter((u) => u.key === key)).toEqual([]);
+  await nothingLeft(key);
   expect(env.app.formBuffers.reserved).toBe(0);
 });
 
@@ -752,6 +756,38 @@ test("a large form's Create answered after s3.timeout: the client gets its 503, 
   } finally {
     env.s3.faults.clear();
   }
-  expect(await env.s3.exists("up", key)).toBe(false);
-  expect(env.s3.multipartUploads().filter((u) => u.key === key)).toEqual([]);
+  await nothingLeft(key);
+});
+
+test("a file above 5 MiB with a CRC checksum field (or an x-amz-checksum-algorithm CRC field alone) goes up as a FULL_OBJECT checksum multipart upload: each part with its checksum, the Complete with the whole file's, which the store checks and S3 keeps (it was checked by the proxy, then not sent); SHA-256 stays checked only", async () => {
+  const { checksumBase64 } = await import("../../src/s3/checksum.ts");
+  const big = bytesOf(6 * MiB, 51);
+  const cases: Array<[string, Record<string, string>, string | undefined]> = [
+    ["full/crc32.bin", { "x-amz-checksum-crc32": checksumBase64("CRC32", big) }, "crc32"],
+    ["full/crc64.bin", { "x-amz-checksum-algorithm": "CRC64NVME" }, "crc64nvme"],
+    ["full/sha256.bin", { "x-amz-checksum-sha256": checksumBase64("SHA256", big) }, undefined],
+  ];
+  for (const [key, fields, alg] of cases) {
+    env.mark();
+    expect({ key, status: (await postForm(presignWithExtra(policyFor("up", key), fields), big)).status }).toEqual({ key, status: 204 });
+    const calls = env.upstreamCalls().filter((r) => r.pathname.endsWith(`/${key}`));
+    const create = calls.find((r) => r.method === "POST" && r.query.uploads !== undefined);
+    const parts = calls.filter((r) => r.method === "PUT" && r.query.uploadId !== undefined);
+    const complete = calls.find((r) => r.method === "POST" && r.query.uploadId !== undefined);
+    const header = alg === undefined ? undefined : `x-amz-checksum-${alg}`;
+    const upper = alg?.toUpperCase() as "CRC32" | "CRC64NVME" | undefined;
+    expect({
+      key,
+      create: [create?.headers["x-amz-checksum-algorithm"], create?.headers["x-amz-checksum-type"]],
+      parts: parts.map((p) => (header === undefined ? undefined : p.headers[header])),
+      complete: [complete?.status, header === undefined ? undefined : complete?.headers[header], complete?.headers["x-amz-checksum-type"]],
+    }).toEqual({
+      key,
+      create: upper === undefined ? [undefined, undefined] : [upper, "FULL_OBJECT"],
+      parts: upper === undefined ? [undefined, undefined] : [checksumBase64(upper, big.subarray(0, 5 * MiB)), checksumBase64(upper, big.subarray(5 * MiB))],
+      complete: [200, upper === undefined ? undefined : checksumBase64(upper, big), upper === undefined ? undefined : "FULL_OBJECT"],
+    });
+    const stored = await env.s3.read("up", key);
+    expect(stored === undefined ? "missing" : sha256(stored)).toBe(sha256(big));
+  }
 });

@@ -65,7 +65,7 @@ import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
 import { childText, parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 import { taggingHeader, tagsOf } from "./tagging.ts";
 import { expectationsFromHeaders, PayloadVerifier, type PayloadExpectations } from "../../s3/checksum/verify.ts";
-import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumBase64, checksumHeaderName, type ChecksumAlgorithm } from "../../s3/checksum.ts";
+import { algorithmFromHeaderName, CHECKSUM_ALGORITHMS, checksumBase64, checksumHeaderName, create, type ChecksumAlgorithm } from "../../s3/checksum.ts";
 import { isUnkeptChecksumName, payloadS3Error, UNKEPT_ALGORITHMS, unkeptAlgorithm, unkeptChecksum } from "./upload-body.ts";
 
 /** S3's limit on the fields before the file. */
@@ -272,6 +272,8 @@ class FormMultipart {
     private readonly key: string,
     private readonly headers: Record<string, string>,
     private readonly call: OperationContext,
+    /** The full-object checksum the upload is created with (FULL_OBJECT_ALGORITHMS), if any: each part carries its own, the Complete the file's. */
+    private readonly checksum: ChecksumAlgorithm | undefined,
   ) {
     this.open = { bucket: upstream.bucket, key };
   }
@@ -308,7 +310,9 @@ class FormMultipart {
     // (the Create's answer is waited for up to OWN_CALL_MS, the form's client only s3.timeout:
     // cut at s3.timeout, a Create the store carried out late left its upload there, empty, its id
     // never read)
-    const creating = createMultipartUpload(upstream, { key, headers }, { ...this.own(), timeoutMs: OWN_CALL_MS });
+    const algorithm = this.checksum;
+    const create = algorithm === undefined ? headers : { ...headers, "x-amz-checksum-algorithm": algorithm, "x-amz-checksum-type": "FULL_OBJECT" };
+    const creating = createMultipartUpload(upstream, { key, headers: create }, { ...this.own(), timeoutMs: OWN_CALL_MS });
     // A client gone meanwhile, or the Create unanswered at s3.timeout, is answered now (its buffers
     // released, reserved in the shared budget): waited for, a Create the store was slow to answer
     // held them up to OWN_CALL_MS after it left (a pile of them made other uploads SlowDown); the
@@ -337,11 +341,14 @@ class FormMultipart {
   }
 
   private async send(body: Uint8Array, partNumber: number): Promise<void> {
-    const res = await uploadPart(this.upstream, { key: this.key, uploadId: this.uploadId!, partNumber, body }, this.call);
+    const algorithm = this.checksum;
+    const sum = algorithm === undefined ? undefined : checksumBase64(algorithm, body);
+    const checksum = sum === undefined ? undefined : { name: checksumHeaderName(algorithm!), value: sum };
+    const res = await uploadPart(this.upstream, { key: this.key, uploadId: this.uploadId!, partNumber, body, checksum }, this.call);
     const etag = res.headers.get("etag");
     if (!res.ok || etag === null) return relayUploadError(res, this.upstream.bucket);
     await res.body?.cancel().catch(() => {});
-    this.parts[partNumber - 1] = { partNumber, etag };
+    this.parts[partNumber - 1] = sum === undefined ? { partNumber, etag } : { partNumber, etag, [`checksum${algorithm!}`]: sum };
   }
 
   /** `body` goes up as the next part (the upload made first), once the part before it settled. */
@@ -352,11 +359,13 @@ class FormMultipart {
     this.inFlight.catch(() => {}); // awaited at the next part or at the end
   }
 
-  /** Completes the upload once its last part is in; the object's ETag. */
-  async complete(): Promise<Stored> {
+  /** Completes the upload once its last part is in (`sum`: the whole file's checksum, when it was created with one); the object's ETag. */
+  async complete(sum: string | undefined): Promise<Stored> {
     const { upstream } = this;
     await this.inFlight;
-    const done = await completeMultipartUpload(upstream, { key: this.key, uploadId: this.uploadId!, parts: this.parts }, this.call);
+    const algorithm = this.checksum;
+    const headers = algorithm === undefined || sum === undefined ? undefined : { [checksumHeaderName(algorithm)]: sum, "x-amz-checksum-type": "FULL_OBJECT" };
+    const done = await completeMultipartUpload(upstream, { key: this.key, uploadId: this.uploadId!, parts: this.parts, headers }, this.call);
     if (done.status !== 200) return relayUploadError(done, upstream.bucket);
     const doc = tryParse(await readUpstreamCapped(done, MAX_RESULT_BODY));
     if (doc?.name !== "CompleteMultipartUploadResult") return fail(ownUploadError(errorOf(done.status, doc, upstream.bucket)));
@@ -382,6 +391,9 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   // (the file's MD5 and checksum, when the form gave them to check: compared before the object is
   // stored, by the single PutObject or the Complete; a multipart upload refused then is aborted: FormMultipart.close)
   const verifier = digests.contentMd5 === undefined && digests.checksum === undefined ? undefined : new PayloadVerifier(digests);
+  // (the checksum x-amz-checksum-algorithm alone asks for, computed as the file comes)
+  const computing = compute === undefined ? undefined : create(compute);
+  const algorithm = digests.checksum?.algorithm ?? compute;
   const upstream = writeUpstream(ctx);
   const call = callOf(ctx);
   const max = Math.min(policy.maxLength, MAX_UPLOAD_BYTES);
@@ -402,7 +414,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
   let current = 0;
   let filled = 0;
   let total = 0;
-  const multipart = new FormMultipart(ctx, upstream, key, headers, call);
+  const multipart = new FormMultipart(ctx, upstream, key, headers, call, algorithm !== undefined && FULL_OBJECT_ALGORITHMS.has(algorithm) ? algorithm : undefined);
   /** The full current buffer goes up as the next part; filling goes on in the other one. */
   const flush = async () => {
     await multipart.sendNext(buffers[current]!.subarray(0, filled));
@@ -426,6 +438,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
         fail(e);
       }
       verifier?.update(chunk);
+      computing?.update(chunk);
       let at = 0;
       while (at < chunk.byteLength) {
         // a full buffer goes up only when more follows: a file of exactly 5 MiB is one PutObject
@@ -448,13 +461,15 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
       if (isPayloadError(e)) fail(payloadS3Error(e));
       throw e;
     }
+    // (a checksum field goes with the single PutObject, so the object keeps it, as on S3, and so
+    // does a CRC one with the multipart upload of a larger file, as its full-object checksum; a
+    // SHA one there is checked here, not stored: S3 has only composite SHA checksums for
+    // multipart uploads. One asked for by x-amz-checksum-algorithm alone is computed here:
+    // checksumToCompute)
+    const sum = digests.checksum?.value ?? computing?.digestBase64();
     if (multipart.uploadId === undefined) {
-      // (a checksum field goes with the single PutObject, so the object keeps it, as on S3; the
-      // multipart upload of a larger file has it checked here, not stored; one asked for by
-      // x-amz-checksum-algorithm alone is computed here: checksumToCompute)
       const body = buffers[current]!.subarray(0, filled);
-      const sum = digests.checksum ?? (compute === undefined ? undefined : { algorithm: compute, value: checksumBase64(compute, body) });
-      const put = sum === undefined ? headers : { ...headers, [checksumHeaderName(sum.algorithm)]: sum.value };
+      const put = sum === undefined ? headers : { ...headers, [checksumHeaderName(algorithm!)]: sum };
       const res = await putObject(upstream, { key, headers: put, body }, call);
       // (not one the upstream's Connection header names: hop-by-hop, the proxy's alone, as relay.ts drops it)
       const etag = endToEnd(res.headers, "etag");
@@ -463,7 +478,7 @@ async function uploadFile(ctx: RequestContext, form: FormReader, key: string, he
       return { etag: etag ?? "", upstream: res };
     }
     if (filled > 0) await flush();
-    return await multipart.complete();
+    return await multipart.complete(sum);
   } finally {
     ctx.uploading = false;
     // The access log's bytes_in: the file's bytes that came (the form's other fields not counted).
@@ -511,6 +526,9 @@ function untilGone<T>(p: Promise<T>, signal: AbortSignal | undefined, timeoutMs:
     );
   });
 }
+
+/** The algorithms S3 keeps as a multipart upload's full-object checksum (x-amz-checksum-type FULL_OBJECT); SHA-1 and SHA-256 have only composite ones. */
+const FULL_OBJECT_ALGORITHMS: ReadonlySet<ChecksumAlgorithm> = new Set(["CRC32", "CRC32C", "CRC64NVME"]);
 
 /** The bound of the proxy's own Create and abort of a form upload's multipart upload. */
 const OWN_CALL_MS = 30_000;
