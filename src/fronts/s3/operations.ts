@@ -11,7 +11,7 @@ import { answeredPrivately, endToEnd, forwardRequestHeaders } from "../../http/h
 import { mapAnswer } from "../../http/map-answer.ts";
 import { fetchIfRange, respond, sandboxed, serveObject } from "../../proxy/phases/object.ts";
 import { getBucketVersioning, getObjectAttributes as getAttributesUpstream, getObjectDirect as getDirectUpstream } from "../../s3/operations/index.ts";
-import { errorOf, MAX_RESULT_BODY, readUpstreamCapped, relayError, tryParse } from "./relay.ts";
+import { errorOf, MAX_RESULT_BODY, readErrorDoc, readUpstreamCapped, relayError, tryParse } from "./relay.ts";
 import { callOf, partNumberOf, queryValue, requestHeaders } from "./writes.ts";
 import { S3_FRONT_BUCKET_NAME } from "../../config/s3-api.ts";
 import { s3Error, type S3Error } from "./errors.ts";
@@ -184,8 +184,6 @@ function applyOverrides(res: Response, overrides: ReadonlyArray<readonly [string
 
 /** S3's version ids are short opaque strings ("null" for an object stored before versioning). */
 const MAX_VERSION_ID = 1024;
-/** An upstream error document is small; read at most this much of one. */
-const MAX_ERROR_BODY = 64 * 1024;
 
 /** What is wrong with a version id (S3's InvalidArgument message), or undefined. */
 export function versionIdProblem(v: string): string | undefined {
@@ -240,8 +238,7 @@ export async function getObjectDirect(ctx: RequestContext, overrides: ReadonlyAr
   }
   if (versionId !== undefined && (res.status === 400 || res.status === 404 || res.status === 405)) {
     // S3's word on the version: NoSuchVersion, an invalid id, or a delete marker (405, with x-amz-delete-marker).
-    const body = res.body === null ? undefined : await readUpstreamCapped(res, MAX_ERROR_BODY).catch(() => undefined);
-    const doc = tryParse(body);
+    const doc = await readErrorDoc(res);
     const e = errorOf(res.status, doc, upstream.bucket);
     if (res.headers.get("x-amz-delete-marker") === "true") e.headers = { ...e.headers, "x-amz-delete-marker": "true" };
     // (a HEAD's has no document: the code is guessed from the status, as relayError says)

@@ -16,11 +16,10 @@ import type { S3RequestContext } from "./front.ts";
 import { CREDENTIAL_CODES, s3Error, S3_ERRORS, type S3Error, type S3ErrorCode } from "./errors.ts";
 import type { ProxyError } from "../../errors.ts";
 import { s3Fail } from "./fail.ts";
-import { redirectDetail, relayedRetryAfter, s3RequestIdOf, SLOW_DOWN_REASON } from "../../s3/errors.ts";
+import { readErrorPrefix, redirectDetail, relayedRetryAfter, s3RequestIdOf, SLOW_DOWN_REASON } from "../../s3/errors.ts";
 import { parseXml, XmlError, type XmlElement } from "./xml-reader.ts";
 import { ReplicaSet, type ObjectUpstream } from "../../s3/replicas.ts";
 
-const MAX_ERROR_BODY = 64 * 1024;
 /** Upstream XML answers the front reads (Complete, DeleteObjects, Create, Copy results): a 1,000-key DeleteResult fits. */
 export const MAX_RESULT_BODY = 8 * 1024 * 1024;
 
@@ -291,6 +290,20 @@ export function tryParse(bytes: Uint8Array | undefined): XmlElement | undefined 
   }
 }
 
+/**
+ * An upstream error answer's document: its first 64 KiB (readErrorPrefix, within its wait),
+ * parsed when they are the whole body. An error longer than that (S3's InvalidPart echoes the
+ * client's <ETag>, which may be 100 KB) is its <Code> alone, read from its start, with S3's own
+ * message: it was no document at all, the error guessed from the status (400 InvalidRequest
+ * "Invalid Request" for the InvalidPart).
+ */
+export async function readErrorDoc(res: Response): Promise<XmlElement | undefined> {
+  if (res.body === null) return undefined;
+  const read = await readErrorPrefix(res);
+  if (read.whole) return tryParse(read.decoded ?? read.raw);
+  return read.code === undefined ? undefined : { name: "Error", attrs: {}, text: "", children: [{ name: "Code", attrs: {}, children: [], text: read.code }] };
+}
+
 /** Whether `doc` is S3's error document with its code. */
 function isCodedError(doc: XmlElement | undefined): boolean {
   return doc?.name === "Error" && doc.children.some((c) => c.name === "Code");
@@ -308,13 +321,12 @@ export function resultFail(res: Response, doc: XmlElement | undefined, upstreamB
 }
 
 /**
- * Throws the client's version of an upstream error answer (the body is read, at most 64 KiB).
+ * Throws the client's version of an upstream error answer (its body read by readErrorDoc).
  * `notFound`: what a 404 that names no code is (an operation on an upload id: NoSuchUpload, as S3
  * answers it; NoSuchKey by default).
  */
 export async function relayError(res: Response, upstreamBucket: string | readonly string[], notFound?: S3ErrorCode): Promise<never> {
-  const body = res.body === null ? undefined : await readUpstreamCapped(res, MAX_ERROR_BODY).catch(() => undefined);
-  const doc = tryParse(body);
+  const doc = await readErrorDoc(res);
   const coded = isCodedError(doc);
   // (a 503 with S3's reason phrase and no readable code, as a HEAD's: S3's SlowDown)
   const slowDown = res.status === 503 && doc?.name !== "Error" && SLOW_DOWN_REASON.test(res.statusText);
