@@ -672,6 +672,9 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     const unknown: PathSegment[][] = [];
     // The values the schema refused (a wrong type, a bad value): left out for the second pass.
     const refused: PathSegment[][] = [];
+    // The keys an unknown key was taken for a typo of (`requests_per_secnd` for
+    // `requests_per_second`): that key's own "required" is the same slip, not a second problem.
+    const meant = new Set<string>();
     // A whole number past 2^53 also breaks zod's implicit safe-integer bound: a second problem at
     // the same key, naming a range the key does not have ("must be from 0 to 9007199254740991"
     // beside "must be from 0 to 65535"; "from -9007199254740991 to 65535" for -1e20). The key's own bound says it.
@@ -692,6 +695,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
           const where = glued !== undefined && keysAt(path).includes(glued)
             ? ` (a ':' with no space after it: inside { } YAML reads \`${glued}:value\` as one key; write \`${glued}: value\`)`
             : places ? ` (a key of another section: ${places.length > 1 ? `${places.slice(0, -1).join(", ")} or ${places.at(-1)}` : places[0]})` : "";
+          if (like !== undefined) meant.add(formatPath([...path, like]));
           if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: k === "" ? "an empty key (written '', ~ or null): remove it" : k === "..." || k === "\u2026" ? PLACEHOLDER_KEY : `unknown key '${shownKey(k)}'${unseen ? ` (it ${unseen})` : like ? ` (did you mean '${like}'?)` : where}` });
         }
         continue;
@@ -721,6 +725,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
       }
       found.push({ path, message: zodMessage(i, raw, y.stringVars.get(formatPath(path)), y.partVars.get(formatPath(path))) });
     }
+    for (let j = found.length - 1; j >= 0 && meant.size > 0; j--) if (found[j]!.message.startsWith("required") && meant.has(formatPath(found[j]!.path))) found.splice(j, 1);
     // The rest is checked as if the unknown keys and the refused values were not there (a refused
     // value with a default takes it), so the report also lists what the semantic checks would
     // say next (a duplicate prefix, a short secret...). When leaving them out still fails (a

@@ -819,6 +819,18 @@ describe("parseConfig", () => {
     expect(issues(`server:\n  zzzzzzzz: 1\n${B}`)).toEqual([{ path: "server.zzzzzzzz", message: "unknown key 'zzzzzzzz'", line: 2 }]);
   });
 
+  // A misspelled required key was two problems: `requests_per_secnd` gave "unknown key ... (did you
+  // mean 'requests_per_second'?)" and "requests_per_second: required", the latter at another line
+  // for a bucket's `path_prefx` (the entry's first).
+  test("a misspelled required key is one problem: the typo, naming the key meant, without that key's 'required'", () => {
+    const typo = (yaml: string) => issues(yaml).map((i) => `${i.line} ${i.path}: ${i.message}`);
+    expect(typo(`server:\n  rate_limit:\n    per_ip: { requests_per_secnd: 5 }\n${B}`)).toEqual(["3 server.rate_limit.per_ip.requests_per_secnd: unknown key 'requests_per_secnd' (did you mean 'requests_per_second'?)"]);
+    expect(typo(B.replace("path_prefix", "path_prefx"))).toEqual(["3 buckets[0].path_prefx: unknown key 'path_prefx' (did you mean 'path_prefix'?)"]);
+    expect(typo(B.replace("{ bucket:", "{ buckt:"))).toEqual(["4 buckets[0].s3.buckt: unknown key 'buckt' (did you mean 'bucket'?)"]);
+    // (a required key missing beside an unknown key that is no typo of it is still said)
+    expect(typo(B.replace("path_prefix: /b", "zzzzzzzz: /b"))).toEqual(["2 buckets[0].path_prefix: required (the URL prefix it serves, such as /products)", "3 buckets[0].zzzzzzzz: unknown key 'zzzzzzzz'"]);
+  });
+
   // A documented key in the wrong section (a bucket's `region` beside `s3:`, a top-level `port`)
   // read a bare "unknown key 'region'", though the README documents `region`.
   test("an unknown key that is a key of a section one level down or up says where it goes", () => {
