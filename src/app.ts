@@ -168,7 +168,9 @@ function shownSetting(v: unknown): string {
 export function restartOnlyChangesShown(next: Config, old: Config, written?: { file: string; lines: Readonly<Record<string, number>> }): string[] {
   const [now, was] = [restartOnly(next), restartOnly(old)];
   const file = written === undefined ? "" : printable(shownArgument(written.file));
-  return changedKeys(now, was).map((k) => {
+  // In file order, as config errors are (a file writing s3_api before metrics, as the demo's does)
+  const keys = changedKeys(now, was).sort((a, b) => (written?.lines[a] ?? Infinity) - (written?.lines[b] ?? Infinity));
+  return keys.map((k) => {
     const line = written?.lines[k];
     return `${line === undefined ? "" : `${file}:${line}: `}${k} (${shownSetting(was[k])} → ${shownSetting(now[k])})`;
   });

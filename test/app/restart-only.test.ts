@@ -39,3 +39,18 @@ test("a refused reload names where the file writes each restart-only setting (fi
   expect(places.lines).toEqual({ "server.port": 1, "s3_api.address": 5 });
   expect(restartOnlyChangesShown(next, cfg(s3("127.0.0.1")), { file: "/etc/yatagarasu/config.yaml", lines: places.lines })).toEqual(['/etc/yatagarasu/config.yaml:5: s3_api.address ("127.0.0.1" → "::1")']);
 });
+
+// Two changed listeners were named in a fixed order, not the file's: a file writing s3_api before
+// metrics (as the demo's config.yaml does) was told `config.yaml:69: metrics.address ..., config.yaml:48: s3_api.address ...`.
+test("a refused reload names the restart-only settings it found changed in file order", () => {
+  const s3 = (address: string) =>
+    `s3_api:\n  enabled: true\n  port: 0\n  address: ${address}\n  credentials: [{ access_key_id: AKIDTESTTEST1, secret_access_key: secret-secret-secret-1, identity: t, buckets: { b: [read] } }]\n`;
+  const metrics = (address: string) => `metrics:\n  enabled: true\n  port: 0\n  address: ${address}\n`;
+  const places = { keys: ["metrics.address", "s3_api.address"], lines: {} as Record<string, number> };
+  const next = parseConfig(`server: { address: 127.0.0.1, port: 0 }\n${s3('"::1"')}${metrics('"::1"')}${B}`, { env: {}, places });
+  expect(places.lines).toEqual({ "s3_api.address": 5, "metrics.address": 10 });
+  expect(restartOnlyChangesShown(next, cfg(`${s3("127.0.0.1")}${metrics("127.0.0.1")}`), { file: "config.yaml", lines: places.lines })).toEqual([
+    'config.yaml:5: s3_api.address ("127.0.0.1" → "::1")',
+    'config.yaml:10: metrics.address ("127.0.0.1" → "::1")',
+  ]);
+});
