@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
+import { request } from "node:http";
 import { awsCli } from "../clients/aws.ts";
 import { clientTest } from "../clients/run.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -19,6 +20,8 @@ beforeAll(async () => {
     // S3_API_PORT=0: the demo picks the port before it starts the proxy (presigned URLs name it,
     // which a port chosen by the listener at start could not be), so its ?presign lines work.
     env: { ...process.env, PORT: "0", METRICS_PORT: "0", S3_API_PORT: "0" },
+    // (a process group of its own, as a terminal gives it: the last test signals the group as Ctrl-C does)
+    detached: true,
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -116,4 +119,28 @@ clientTest("aws")("the aws-cli lines: who the keys are, ls, cp down, cp up, a se
       expect(await (await fetch(presign.stdout.trim())).text()).toContain("Hello from Yatagarasu");
     })(),
   ]);
+});
+
+// Ctrl-C signals the terminal's whole process group: the proxy, in the demo's group, got SIGINT from
+// the terminal and SIGTERM from the demo, and logged "second signal: cutting the drain short", so
+// one Ctrl-C cut every transfer in flight instead of draining. (Runs last: it stops the demo.)
+test("Ctrl-C (SIGINT to the demo's process group) drains the proxy once: an upload in flight ends", async () => {
+  const base = new URL(line(/curl -i (http:\/\/127\.0\.0\.1:\d+)\/public\/hello\.txt/)[1]);
+  const token = line(/Authorization: Bearer ([\w.-]+)' http:\/\/127\.0\.0\.1:\d+\/private\/reports\/q3\.csv/)[1];
+  // (its body's second half sent once the drain has begun: the request cannot end before both signals)
+  const put = request({ host: base.hostname, port: base.port, method: "PUT", path: "/private/uploads/drain.txt", headers: { authorization: `Bearer ${token}`, "content-length": "8" } });
+  const answered = new Promise<number>((resolve, reject) => {
+    put.on("response", (res) => (res.resume(), resolve(res.statusCode ?? 0)));
+    put.on("error", reject);
+  });
+  put.write("half");
+  const metrics = line(/curl -s (http:\/\/127\.0\.0\.1:\d+\/metrics)/)[1];
+  await waitFor(async () => /^yatagarasu_uploads_in_flight 1$/m.test(await (await fetch(metrics)).text()), { timeoutMs: 5_000, message: () => "the upload never reached the proxy" });
+  process.kill(-demo.pid, "SIGINT");
+  await waitFor(() => out.includes('"msg":"draining"'), { timeoutMs: 5_000, message: () => out });
+  put.end("done");
+  expect(await answered).toBe(200);
+  expect(await demo.exited).toBe(0);
+  await waitFor(() => out.includes("demo stopped"), { timeoutMs: 5_000, message: () => out });
+  expect(out).not.toContain("second signal");
 });
