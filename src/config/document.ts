@@ -12,7 +12,7 @@
  * is never required.
  */
 import { ellipsized } from "../util/text.ts";
-import { isAlias, isMap, isPair, isScalar, isSeq, Lexer, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type Node, type Scalar, type YAMLError } from "yaml";
+import { isAlias, isMap, isPair, isScalar, isSeq, Lexer, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type ScalarTag, type Node, type Scalar, type YAMLError } from "yaml";
 import { formatPath, gluedKeyName, shownKey, type PathSegment } from "./path.ts";
 import { unseenOnLine } from "./validate.ts";
 
@@ -153,6 +153,13 @@ const SCALAR_RE = /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
  */
 const MAX_SUBSTITUTED_CHARS = 4 * 1024 * 1024;
 
+/**
+ * The YAML 1.2 core schema's `!!float` takes an integer's form too (`!!float 8080` is 8080.0), but
+ * the yaml package's float tags each want a dot or an exponent, so `ttl: !!float 30` was called an
+ * unknown tag. Listed after the core tags: a plain untagged `30` still resolves as an integer.
+ */
+const CORE_TAG_GAPS: ScalarTag[] = [{ tag: "tag:yaml.org,2002:float", default: true, test: /^[-+]?[0-9]+$/, resolve: (s: string) => parseFloat(s) }];
+
 function parseYamlScalar(text: string): unknown {
   try {
     return parseYaml(text);
@@ -283,6 +290,12 @@ const tokenWords = (t: string) => TOKEN_WORDS[t] ?? (/^[a-z-]{1,40}$/.test(t) ? 
  * escape, a directive): what they say, without what they quote. The text may be a secret
  * (`secret: "…"` right after a stray bracket was echoed whole).
  */
+const CORE_FORMS: Record<string, string> = {
+  int: "YAML 1.2: digits with an optional sign, 0x… or 0o…",
+  float: "YAML 1.2: a decimal number, .inf, -.inf or .nan",
+  bool: "YAML 1.2: true or false",
+  null: "YAML 1.2: null, ~ or empty",
+};
 const QUOTING: Array<[RegExp, (m: RegExpExecArray) => string]> = [
   [/^Unexpected ([a-z-]+) token in YAML (?:stream|document)/, (m) => `unexpected ${tokenWords(m[1]!)} (check the brackets, quotes and indentation here and on the line before)`],
   [/^Not a YAML token/, () => "not a YAML token"],
@@ -293,6 +306,8 @@ const QUOTING: Array<[RegExp, (m: RegExpExecArray) => string]> = [
   [/^Block scalar header includes extra characters/, () => "a block scalar header (| or >) has extra characters after it"],
   [/^Invalid escape sequence/, () => "invalid escape sequence in a double-quoted string (write \\\\ for a backslash, or use single quotes)"],
   [/^Plain value cannot start with reserved character/, () => "a plain value cannot start with @ or ` (quote it)"],
+  // A core-schema tag on a value it cannot take (`!!bool yes`, `!!int abc`): the tag is known, the value is not one.
+  [/^Unresolved tag: tag:yaml\.org,2002:(int|float|bool|null)$/, (m) => `not a valid !!${m[1]} value (${CORE_FORMS[m[1]!]})`],
   [/^(?:Unresolved tag|Could not resolve tag|Not a valid tag|The .* tag has no suffix|Verbatim tags)/, () => "unknown tag (a value that starts with ! is a YAML tag: quote it)"],
   [/^Unsupported YAML version/, () => "unsupported %YAML version directive"],
   [/^Unknown directive/, () => "unknown directive (a line that starts with %)"],
@@ -577,7 +592,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   }
   let doc: Document;
   try {
-    doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false, merge: true, logLevel: "error" });
+    doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: false, merge: true, logLevel: "error", customTags: CORE_TAG_GAPS });
   } catch (err) {
     // Block nesting over many lines (each line's `- - -` indented under the last's) that the
     // pre-pass does not follow: the package's parser recursed out of the stack and threw, and the

@@ -34,6 +34,15 @@ describe("YAML tags", () => {
     expect(() => parseConfig(cfg("!!str us-east-1"), { env: {} })).not.toThrow();
   });
 
+  test("the core schema's tags are honoured as YAML 1.2 defines; a value the tag cannot take is named as such", () => {
+    const c = parseConfig(`server:\n  port: !!int "8080"\n  shutdown_timeout: !!float 30\n  request_timeout: !!float "5"\n${cfg("!!str us-east-1")}`, { env: {} });
+    expect([c.server.port, c.server.shutdown_timeout, c.server.request_timeout]).toEqual([8080, 30, 5]);
+    const m = messages(`server:\n  shutdown_timeout: !!bool yes\n${cfg("us-east-1")}`).join("\n");
+    expect(m).toContain("c.yaml:2");
+    expect(m).toContain("not a valid !!bool value (YAML 1.2: true or false)");
+    expect(messages(`server:\n  port: !!int abc\n${cfg("us-east-1")}`).join("\n")).toContain("not a valid !!int value");
+  });
+
   test("binary and timestamp values are named as what they are", () => {
     expect(messages(cfg("!!binary dXMtZWFzdC0x")).join("\n")).toContain("got binary data (!!binary)");
     expect(messages(cfg("!!timestamp 2001-12-14")).join("\n")).toContain("got a timestamp");
