@@ -12,7 +12,7 @@
  * is never required.
  */
 import { ellipsized } from "../util/text.ts";
-import { isAlias, isMap, isPair, isScalar, isSeq, Lexer, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type ScalarTag, type Node, type Scalar, type YAMLError } from "yaml";
+import { isAlias, isMap, isPair, isScalar, isSeq, Lexer, LineCounter, parse as parseYaml, parseDocument, Parser, type Document, type ScalarTag, type YAMLMap, type Node, type Scalar, type YAMLError } from "yaml";
 import { formatPath, gluedKeyName, shownKey, type PathSegment } from "./path.ts";
 import { unseenOnLine } from "./validate.ts";
 
@@ -626,6 +626,8 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   };
   /** Where each alias the walk meets sits (a key's alias is met as a key, not here). */
   const aliasFrames = new Map<unknown, Frame>();
+  /** Each pair whose key is a list or a mapping, and its mapping: taken out once the walk and the cycle check are done. */
+  const collectionKeys = new Map<YAMLMap, Set<unknown>>();
   // An explicit stack, not recursion: nesting depth is bounded only by the file size cap.
   const stack: Frame[] = [{ node: doc.contents, fmt: "", seg: undefined, parent: undefined, depth: 0 }];
   while (stack.length > 0) {
@@ -649,8 +651,10 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
             issues.push({ path: segments(f), message: noAnchor(pair.key), line: line(pair.key) ?? lines.get(f.fmt) });
             continue;
           }
-          // `? [a, b]\n: c`: the yaml package would stringify the key; no config key is one.
+          // `? [a, b]\n: c`: the yaml package would stringify the key; no config key is one. The pair
+          // is taken out of the document, so the schema does not call it `unknown key '[ a, b ]'` too.
           issues.push({ path: segments(f), message: "a key must be a plain name (a string), not a list or a mapping", line: line(pair.key) ?? lines.get(f.fmt) });
+          (collectionKeys.get(n) ?? collectionKeys.set(n, new Set()).get(n)!).add(pair);
           continue;
         }
         const name = typeof key.value === "symbol" ? "<<" : String(key.value);
@@ -705,6 +709,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     const anchorLine = at >= 0 ? counter.linePos(at).line : line(target);
     issues.push({ path: f === undefined ? [] : segments(f), message: `${ALIAS_CYCLE}${anchorLine === undefined ? "" : ` (the anchor is at line ${anchorLine})`}`, line: line(cycle) ?? (f === undefined ? undefined : lines.get(f.fmt)) });
   }
+  for (const [map, pairs] of collectionKeys) map.items = map.items.filter((p) => !pairs.has(p));
   // The walk pops mappings' children in reverse; report in document order.
   issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
   const lineOf = (path: readonly PathSegment[]) => {

@@ -202,7 +202,7 @@ describe("complex keys (a list or a mapping as a key)", () => {
     expect(cfg.server.port).toBe(8081);
     expect(issues(`x-names:\n  p: &portkey port\nserver:\n  port: 1\n  *portkey : 2\n${B}`)).toContainEqual({ path: "server.port", message: "duplicate key 'port' (first defined at line 4)", line: 5 });
     // an alias of a list is still a complex key
-    expect(issues(`x-names:\n  l: &list [a, b]\nserver:\n  *list : 2\n${B}`)).toContainEqual({ path: "server", message: "a key must be a plain name (a string), not a list or a mapping", line: 4 });
+    expect(issues(`x-names:\n  l: &list [a, b]\nserver:\n  *list : 2\n${B}`)).toEqual([{ path: "server", message: "a key must be a plain name (a string), not a list or a mapping", line: 4 }]);
   });
 
   test("outside x- too: named with its line, without the runtime warning", () => {
@@ -211,7 +211,9 @@ describe("complex keys (a list or a mapping as a key)", () => {
       got = issues(`${B}server:\n  ? { port: 1 }\n  : 8080\n`);
     });
     expect(warnings).toEqual([]);
-    expect(got).toContainEqual({ path: "server", message: "a key must be a plain name (a string), not a list or a mapping", line: 6 });
+    // once: not also `unknown key '{ port: 1 }'` (at the wrong line) from the schema
+    expect(got).toEqual([{ path: "server", message: "a key must be a plain name (a string), not a list or a mapping", line: 6 }]);
+    expect(issues(`buckets:\n  - name: b\n    ? [x]\n    : 1\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`)).toEqual([{ path: "buckets[0]", message: "a key must be a plain name (a string), not a list or a mapping", line: 3 }]);
   });
 });
 
