@@ -23,6 +23,7 @@ import { RedisLayer } from "./redis.ts";
 import type { CacheLayer, RemoteInvalidation } from "./types.ts";
 import { keyHash } from "./disk-format.ts";
 import { liveOthers, scanDir, type ScannedFile } from "./disk-scan.ts";
+import { listed } from "../util/text.ts";
 
 const MiB = 1024 * 1024;
 const mb = (n: number) => Math.floor(n * MiB);
@@ -305,7 +306,7 @@ export function bucketItemCapNote(config: { cache: CacheConfig; buckets: readonl
   if (over.length === 0) return undefined;
   const layers = config.cache.cache_layers.map((l) => `${l} ${limits[l]} MiB`).join(", ");
   const raise = config.cache.cache_layers.map((l) => `cache.${l}.max_item_size_mb`).join(" or ");
-  return `cache.max_item_size_mb of bucket${over.length > 1 ? "s" : ""} ${over.map((b) => `${b.name} (${b.cache!.max_item_size_mb} MiB)`).join(", ")} is more than the largest object the cache layers keep (${layers}): objects over ${layerMax} MiB are not cached; raise ${raise} (a disk layer keeps large objects), or lower the bucket's to ${layerMax} or less`;
+  return `cache.max_item_size_mb of bucket${over.length > 1 ? "s" : ""} ${listed(over.map((b) => `${b.name} (${b.cache!.max_item_size_mb} MiB)`))} is more than the largest object the cache layers keep (${layers}): objects over ${layerMax} MiB are not cached; raise ${raise} (a disk layer keeps large objects), or lower the bucket's to ${layerMax} or less`;
 }
 
 /** Buckets that enable their cache under a top-level `cache.enabled: false` (the switch wins): said at start and by --check. */
@@ -313,7 +314,7 @@ export function cacheOffNote(config: { cache: { enabled?: boolean }; buckets: re
   if (config.cache.enabled !== false) return undefined;
   const off = config.buckets.filter((b) => b.cache?.enabled === true).map((b) => b.name);
   if (off.length === 0) return undefined;
-  return `cache.enabled is false, so these buckets are not cached although their own cache.enabled is true: ${off.join(", ")} (remove the top-level cache.enabled: false, or set it true, to cache them)`;
+  return `cache.enabled is false, so these buckets are not cached although their own cache.enabled is true: ${listed(off)} (remove the top-level cache.enabled: false, or set it true, to cache them)`;
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import { shownKey, type PathSegment } from "./path.ts";
 import { DEFAULT_SERVER_ADDRESS, MAX_REDIS_DB } from "./schema.ts";
+import { listed } from "../util/text.ts";
 
 function safeDecode(s: string): string {
   try {
@@ -358,7 +359,7 @@ export function otherAuthorizerKeys(raw: unknown): string[] {
     if (type !== "opa" && type !== "openfga") return;
     const other = type === "opa" ? "openfga_" : "opa_";
     const ignored = Object.keys(az).filter((k) => k.startsWith(other));
-    if (ignored.length > 0) notes.push(`${ignored.map((k) => `buckets[${i}].authorization.${k}`).join(", ")} ${ignored.length === 1 ? "has" : "have"} no effect with type: ${type} (only the ${type === "opa" ? "opa_" : "openfga_"} keys are read)`);
+    if (ignored.length > 0) notes.push(`${listed(ignored.map((k) => `buckets[${i}].authorization.${k}`))} ${ignored.length === 1 ? "has" : "have"} no effect with type: ${type} (only the ${type === "opa" ? "opa_" : "openfga_"} keys are read)`);
   });
   return notes;
 }

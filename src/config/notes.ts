@@ -10,6 +10,7 @@ import { cidrContains, parseCidr, parseIp } from "../http/cidr.ts";
 import type { Config } from "./load.ts";
 import { resolveConfigPath, unseenCharacter } from "./validate.ts";
 import { userContentReaders } from "./writes.ts";
+import { listed } from "../util/text.ts";
 
 /** The demo's published secrets (config.yaml's defaults), and any value still saying "change-me". */
 const DEMO_SECRETS = new Set(["demo-jwt-secret-change-me-0123456789abcdef", "demo-sts-session-key-change-me-0123456789", "demo-client-secret-0123456789"]);
@@ -193,7 +194,7 @@ export function renewalRefusal(next: string, served: string, now = Date.now()): 
   // names none of the names the served one does, so every client that reached the listener by
   // one of them would refuse it. (Some names dropped: renewalNameNote, served with a warning.)
   const names = certificateNames(s);
-  if (names.length > 0 && !names.some((name) => coversName(n, name))) return `the renewed certificate is for ${certificateNames(n).join(", ") || "no name"}, none of the names the served one is for (${names.join(", ")})`;
+  if (names.length > 0 && !names.some((name) => coversName(n, name))) return `the renewed certificate is for ${listed(certificateNames(n)) || "no name"}, none of the names the served one is for (${listed(names)})`;
   return undefined;
 }
 
@@ -207,7 +208,7 @@ export function renewalNameNote(next: string, served: string): string | undefine
   const s = certificateOf(served);
   if (n === undefined || s === undefined) return undefined;
   const dropped = certificateNames(s).filter((name) => !coversName(n, name));
-  return dropped.length === 0 ? undefined : `the renewed certificate no longer covers ${dropped.join(", ")} (the served one did): clients that reach the listener by ${dropped.length === 1 ? "that name" : "those names"} refuse it`;
+  return dropped.length === 0 ? undefined : `the renewed certificate no longer covers ${listed(dropped)} (the served one did): clients that reach the listener by ${dropped.length === 1 ? "that name" : "those names"} refuse it`;
 }
 
 function certificateOf(pem: string): X509Certificate | undefined {
@@ -259,7 +260,7 @@ export function userContentUnsandboxedNote(config: Config): string | undefined {
   return `sandbox_user_content: false on ${list}: what users upload there is served through ${readers.size === 1 ? "it" : "them"} as stored, so an uploaded HTML or SVG page runs its script in the proxy's origin; remove the key unless every writer is trusted`;
 }
 
-const readersList = (readers: ReadonlyMap<string, string[]>) => [...readers].map(([name, by]) => `${name} (reads the store of ${by.join(", ")})`).join(", ");
+const readersList = (readers: ReadonlyMap<string, string[]>) => listed([...readers].map(([name, by]) => `${name} (reads the store of ${listed(by)})`));
 
 const FIRST_V4 = parseIp("0.0.0.0")!;
 const LAST_V4 = parseIp("255.255.255.255")!;
@@ -299,7 +300,7 @@ export function readOnlyWriteGrantNote(config: Config): string | undefined {
     }
   }
   if (found.length === 0) return undefined;
-  return `s3_api.credentials grant writes on read-only buckets: ${found.join(", ")}; these requests are refused (AccessDenied) since the bucket is read-only: set the bucket's access: read-write, or drop the grant`;
+  return `s3_api.credentials grant writes on read-only buckets: ${listed(found)}; these requests are refused (AccessDenied) since the bucket is read-only: set the bucket's access: read-write, or drop the grant`;
 }
 
 /**
@@ -311,7 +312,7 @@ export function uppercaseVirtualHostNote(config: Config): string | undefined {
   if (!config.s3_api?.enabled || config.s3_api.domain === undefined) return undefined;
   const found = config.buckets.filter((b) => /[A-Z]/.test(b.name)).map((b) => b.name);
   if (found.length === 0) return undefined;
-  return `bucket names with uppercase letters (${found.join(", ")}): the S3 API reads a host name in lowercase (as S3 does), so these buckets are reached path-style only, not as <bucket>.${config.s3_api.domain}`;
+  return `bucket names with uppercase letters (${listed(found)}): the S3 API reads a host name in lowercase (as S3 does), so these buckets are reached path-style only, not as <bucket>.${config.s3_api.domain}`;
 }
 
 /**
@@ -352,7 +353,7 @@ export function shortBucketNameNote(config: Config): string | undefined {
     else if (short(b.s3.bucket)) found.push(`buckets[${i}].s3.bucket`);
   });
   if (found.length === 0) return undefined;
-  return `bucket names under 3 characters (${found.join(", ")}): S3 bucket names are 3 to 63 characters, so AWS S3 and most S3 stores have no such bucket, and S3 clients that check names (the AWS SDK for Java, minio-go) refuse it before sending: rename them to 3 or more characters`;
+  return `bucket names under 3 characters (${listed(found)}): S3 bucket names are 3 to 63 characters, so AWS S3 and most S3 stores have no such bucket, and S3 clients that check names (the AWS SDK for Java, minio-go) refuse it before sending: rename them to 3 or more characters`;
 }
 
 /**
@@ -381,7 +382,7 @@ export function unseenClaimValueNote(config: Config): string | undefined {
     scan(b.auth.write_claims, `buckets[${i}].auth.write_claims`);
   });
   if (found.length === 0) return undefined;
-  return `claim-rule values holding a character that cannot be seen: ${found.join(", ")}; a token matches only if its claim holds the same character: remove it unless the issuer's values really do`;
+  return `claim-rule values holding a character that cannot be seen: ${listed(found)}; a token matches only if its claim holds the same character: remove it unless the issuer's values really do`;
 }
 
 /**

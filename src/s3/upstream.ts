@@ -25,7 +25,7 @@ import { contentLengthOf, exchangeController, fetchFramed, fetchWithBody, holdPa
 import { canonicalQuery, encodeS3Path, S3Signer } from "./sigv4.ts";
 import { readUpstreamCapped } from "../http/read-capped.ts";
 import { CREDENTIAL_CODES, MINIO_ERROR_CODE, parseS3ErrorCode, readErrorPrefix, retryAfterMs, slowDownPhrase, codeTold } from "./errors.ts";
-import { decodeComponent } from "../util/text.ts";
+import { decodeComponent, listed } from "../util/text.ts";
 import { certRefusalHint } from "../util/tls-refusal.ts";
 
 export { RequestBodyError } from "./http1/index.ts";
@@ -184,7 +184,7 @@ export function fetchConcurrencyWarning(buckets: readonly BucketConfig[], choice
   if (env.BUN_CONFIG_MAX_HTTP_REQUESTS || maxConcurrent <= FETCH_DEFAULT_MAX_REQUESTS) return undefined;
   const viaFetch = buckets.filter((b) => upstreamClientFor(b, choice) === "fetch").map((b) => b.name);
   if (viaFetch.length === 0) return undefined;
-  return `buckets ${viaFetch.join(", ")} reach S3 through fetch, which runs at most ${FETCH_DEFAULT_MAX_REQUESTS} requests at once per process (the rest wait) while server.max_concurrent_requests is ${maxConcurrent}: set BUN_CONFIG_MAX_HTTP_REQUESTS=${maxConcurrent} in the environment (read at start-up only)`;
+  return `buckets ${listed(viaFetch)} reach S3 through fetch, which runs at most ${FETCH_DEFAULT_MAX_REQUESTS} requests at once per process (the rest wait) while server.max_concurrent_requests is ${maxConcurrent}: set BUN_CONFIG_MAX_HTTP_REQUESTS=${maxConcurrent} in the environment (read at start-up only)`;
 }
 
 /**
@@ -208,7 +208,7 @@ export function connectTimeoutNote(buckets: readonly BucketConfig[], choice: "au
     }
   }
   if (affected.length === 0) return undefined;
-  const list = affected.join(", ");
+  const list = listed(affected);
   return `s3.connect_timeout is not enforced for buckets that reach S3 through fetch (https endpoints, AWS, or upstream_client: fetch): Bun's fetch has no connect timeout, so s3.timeout bounds connecting instead: ${list}`;
 }
 
@@ -216,7 +216,7 @@ export function connectTimeoutNote(buckets: readonly BucketConfig[], choice: "au
 export function poolSizeNote(buckets: readonly BucketConfig[]): string | undefined {
   const set = buckets.filter((b) => b.s3.connection_pool_size !== undefined).map((b) => b.name);
   if (set.length === 0) return undefined;
-  return `s3.connection_pool_size is accepted for the original's configs and has no effect (${set.join(", ")}): upstream connections are opened as requests need them and kept alive for reuse (idle ones closed after 15 s); bound concurrency with server.max_concurrent_requests`;
+  return `s3.connection_pool_size is accepted for the original's configs and has no effect (${listed(set)}): upstream connections are opened as requests need them and kept alive for reuse (idle ones closed after 15 s); bound concurrency with server.max_concurrent_requests`;
 }
 
 const DEFAULT_RETRY: RetryConfig = { max_attempts: 3, initial_backoff_ms: 100, max_backoff_ms: 1000 };

@@ -47,3 +47,14 @@ export function urlForLogs(url: string): string {
   const u = URL.parse(url);
   return u === null ? "(invalid url)" : `${u.origin}${u.pathname}`;
 }
+
+/** Names a log line or a note lists: at most this many are written, then how many more. */
+export const LISTED_NAMES = 10;
+
+/**
+ * `names` joined with ", " for a note or a log line, the first LISTED_NAMES of them and "… and N
+ * more" past that: a config with 900 unused or misnamed buckets wrote all 900 on one line.
+ */
+export function listed(names: readonly string[], max = LISTED_NAMES): string {
+  return names.length <= max ? names.join(", ") : `${names.slice(0, max).join(", ")}, … and ${names.length - max} more`;
+}

@@ -295,3 +295,10 @@ test("rate_limit.instances beside the memory backend is named: read only with ba
   expect(rateLimitMemoryNote(parseConfig(`server:\n  rate_limit: { enabled: false, instances: 3 }\n${limited}`, { env: {} }))).toStartWith("server.rate_limit.instances (3) is only used with backend: redis");
   expect(rl(`, instances: 3, backend: redis, redis_url: "redis://127.0.0.1:6379"`)).toBeUndefined();
 });
+
+test("a note naming many buckets lists the first 10 and how many more, not all on one line", () => {
+  const buckets = Array.from({ length: 40 }, (_, i) => `  - name: B${i}\n    path_prefix: /p${i}\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000" }\n`).join("");
+  const note = uppercaseVirtualHostNote(parseConfig(`s3_api: { enabled: true, domain: s3.example.com }\nbuckets:\n${buckets}`, { env: {} }))!;
+  expect(note).toStartWith("bucket names with uppercase letters (B0, B1, B2, B3, B4, B5, B6, B7, B8, B9, … and 30 more): ");
+  expect(note).not.toContain("B10");
+});
