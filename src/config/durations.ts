@@ -14,10 +14,20 @@ const tooLong = (unit: "seconds" | "ms") => ({
   message: `must be at most ${unit === "seconds" ? MAX_TIMER_SECONDS : MAX_TIMER_MS} ${unit} (about 24.8 days): a longer wait does not fit a timer`,
 });
 
-/** Seconds (fractions allowed), > 0. */
-export const timerSeconds = z.number().positive().max(MAX_TIMER_SECONDS, tooLong("seconds"));
-/** Seconds (fractions allowed), >= 0. */
-export const timerSecondsOrZero = z.number().nonnegative().max(MAX_TIMER_SECONDS, tooLong("seconds"));
+/**
+ * The shortest wait in seconds a fractional key takes: a timer's smallest step is 1 ms, so a
+ * `request_timeout: 1e-9` passed --check and answered every request 504 after 1 ms.
+ */
+export const MIN_TIMER_SECONDS = 0.001;
+
+/** Seconds (fractions allowed), at least 1 ms. */
+export const timerSeconds = z.number().min(MIN_TIMER_SECONDS).max(MAX_TIMER_SECONDS, tooLong("seconds"));
+/** Seconds (fractions allowed): 0, or at least 1 ms. */
+export const timerSecondsOrZero = z
+  .number()
+  .nonnegative()
+  .max(MAX_TIMER_SECONDS, tooLong("seconds"))
+  .refine((s) => !(s > 0 && s < MIN_TIMER_SECONDS), { error: (i) => `must be 0 or at least ${MIN_TIMER_SECONDS} (1 ms, a timer's smallest step), got ${String(i.input)}` });
 /** Whole seconds, > 0. */
 export const timerSecondsInt = z.number().int().positive().max(MAX_TIMER_SECONDS, tooLong("seconds"));
 /** Whole milliseconds, > 0. */

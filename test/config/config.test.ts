@@ -384,7 +384,13 @@ describe("parseConfig", () => {
     // ("must be from 0 to 9007199254740991", and for -1e20 "from -9007199254740991 to 65535")
     expect(one(`server: { port: 9007199254740993 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got 9007199254740992"]);
     expect(one(`server: { port: -1e20 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got -100000000000000000000"]);
-    expect(one(`server: { request_timeout: -1 }\n${B}`)).toEqual(["server.request_timeout: must be more than 0 and at most 2147483, got -1"]);
+    expect(one(`server: { request_timeout: -1 }\n${B}`)).toEqual(["server.request_timeout: must be from 0.001 to 2147483, got -1"]);
+    // a wait under a timer's 1 ms step passed --check and answered every request 504 after 1 ms
+    expect(one(`server: { request_timeout: 1e-9 }\n${B}`)).toEqual(["server.request_timeout: must be from 0.001 to 2147483, got 1e-9"]);
+    expect(one(B.replace("endpoint:", "timeout: 0.0004, endpoint:"))).toEqual(["buckets[0].s3.timeout: must be from 0.001 to 2147483, got 0.0004"]);
+    expect(one(`server: { shutdown_timeout: 1e-9 }\n${B}`)).toEqual(["server.shutdown_timeout: must be 0 or at least 0.001 (1 ms, a timer's smallest step), got 1e-9"]);
+    expect(one(`server: { shutdown_timeout: -1 }\n${B}`)).toEqual(["server.shutdown_timeout: must be from 0 to 2147483, got -1"]);
+    expect(parseConfig(`server: { shutdown_timeout: 0, request_timeout: 0.001 }\n${B}`, { env: {} }).server.request_timeout).toBe(0.001);
     expect(one(`cache: { memory: { max_item_size_mb: 0 } }\n${B}`)).toEqual(["cache.memory.max_item_size_mb: must be more than 0, got 0"]);
     // a whole number's exclusive bound reads as the inclusive one past it ("more than 0" for a count)
     expect(one(B.replace("endpoint:", "circuit_breaker: { failure_threshold: 0 }, endpoint:"))).toEqual(["buckets[0].s3.circuit_breaker.failure_threshold: must be at least 1, got 0"]);
