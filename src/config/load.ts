@@ -1018,9 +1018,25 @@ function shownFull(path: string): string {
   return full === path ? "" : ` (${shownArgument(full)})`;
 }
 
+/** Why a config file could not be read, in words and with the system's code (a 4 KB path said only "cannot be read"). */
+const READ_FAILURES: Record<string, string> = {
+  ENOENT: "file not found",
+  EACCES: "permission denied",
+  EPERM: "permission denied (EPERM)",
+  EISDIR: "is a directory",
+  ENAMETOOLONG: "the path is too long (ENAMETOOLONG: a name in it over 255 bytes, or the whole path over 4095)",
+  ENOTDIR: "a part of the path is a file, not a folder (ENOTDIR)",
+  ELOOP: "too many symbolic links on the path, or a link loop (ELOOP)",
+  ENXIO: "no device or reader behind it (ENXIO)",
+  EMFILE: "too many open files (EMFILE)",
+  ENFILE: "too many open files (ENFILE)",
+  EIO: "an input/output error (EIO)",
+};
+
 function readFailure(err: unknown): string {
-  const code = (err as { code?: string }).code;
-  return code === "ENOENT" ? "file not found" : code === "EACCES" ? "permission denied" : code === "EISDIR" ? "is a directory" : "cannot be read";
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== "string") return "cannot be read";
+  return READ_FAILURES[code] ?? (/^E[A-Z0-9]{1,15}$/.test(code) ? `cannot be read (${code})` : "cannot be read");
 }
 
 /** Reads a config file and validates it, on the calling thread (loadConfigSource without the text; tests and benchmarks). */

@@ -152,6 +152,16 @@ describe("readConfigText", () => {
     expect(err.message).toStartWith(`${dir}: cannot read config:`);
   });
 
+  test("a path that cannot be opened says why, with the system's code, the path shown cut (a 4 KB path said only 'cannot be read')", async () => {
+    const said = async (p: string) => ((await readConfigText(p).catch((e) => e)) as ConfigError).message;
+    const long = join(dir, "a".repeat(300) + ".yaml");
+    expect(await said(long)).toBe(`${long.slice(0, 200)}... (${long.length} characters): cannot read config: the path is too long (ENAMETOOLONG: a name in it over 255 bytes, or the whole path over 4095)`);
+    const deep = join(dir, ...Array.from({ length: 21 }, () => "d".repeat(200)), "c.yaml");
+    expect(await said(deep)).toEndWith(`... (${deep.length} characters): cannot read config: the path is too long (ENAMETOOLONG: a name in it over 255 bytes, or the whole path over 4095)`);
+    writeFileSync(join(dir, "plain"), "x");
+    expect(await said(join(dir, "plain", "c.yaml"))).toBe(`${join(dir, "plain", "c.yaml")}: cannot read config: a part of the path is a file, not a folder (ENOTDIR)`);
+  });
+
   test("bytes that are not UTF-8 (a secret saved as Latin-1) are refused with their line and column, never replaced and never shown", async () => {
     // "é" in Latin-1 is the lone byte 0xE9: decoded as UTF-8 with replacement, the secret
     // silently became "caf\uFFFD-…" and every signature made with it was refused by S3.
