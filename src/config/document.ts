@@ -40,6 +40,8 @@ export interface ParsedYaml {
   partVars: Map<string, string>;
   /** Each alias node and the node it names (null: no anchor of that name before it). */
   aliasTargets: Map<unknown, unknown>;
+  /** Formatted paths whose number JavaScript cannot hold as written (past 2^53, `1e400`): the text written and the number read. */
+  writtenNumbers: Map<string, { written: string; read: string }>;
 }
 
 /**
@@ -513,6 +515,18 @@ function aliasInsideItsAnchor(root: unknown, aliasTargets: Map<unknown, unknown>
   return undefined;
 }
 
+/**
+ * A number JavaScript does not hold as written (`9007199254740993`, past 2^53, is read as
+ * ...992; `1e400` as Infinity): its text, so a problem with it shows the number in the file, not
+ * the rounded one (cut: a line of digits may be long).
+ */
+function noteWrittenNumber(n: Scalar, fmt: string, out: Map<string, { written: string; read: string }>): void {
+  const v = n.value;
+  if (typeof v !== "number" || (Number.isFinite(v) && (!Number.isInteger(v) || Number.isSafeInteger(v)))) return;
+  const written = (n as Scalar & { source?: unknown }).source;
+  if (typeof written === "string" && written !== String(v)) out.set(fmt, { written: ellipsized(written, 64), read: String(v) });
+}
+
 /** What parseYamlConfig's walk keeps across the scalars holding `${`: its issues and ParsedYaml's variable records. */
 interface Substitution {
   env: Record<string, string | undefined>;
@@ -610,6 +624,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     return r ? counter.linePos(r[0]).line : undefined;
   };
   const lines = new Map<string, number>();
+  const writtenNumbers = new Map<string, { written: string; read: string }>();
   const sub: Substitution = { env, budget: { left: MAX_SUBSTITUTED_CHARS, said: false }, issues: [], typedVars: new Map(), quotedVars: new Map(), stringVars: new Map(), partVars: new Map() };
   const { issues, typedVars, quotedVars, stringVars, partVars } = sub;
   const rootLine = line(doc.contents);
@@ -693,12 +708,14 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       }
     } else if (isAlias(n)) {
       aliasFrames.set(n, f);
+      const target = aliasTargets.get(n);
+      if (isScalar(target)) noteWrittenNumber(target, f.fmt, writtenNumbers);
       // An alias to no anchor: `secret: *S3cret` (an unquoted value that starts with *). Never
       // echo its name: it may well be the secret.
       if (!aliasTargets.get(n)) issues.push({ path: segments(f), message: noAnchor(n), line: line(n) ?? lines.get(f.fmt) });
     } else if (isScalar(n) && typeof n.value === "string" && n.value.includes("${")) {
       placeholders(n as Scalar & { value: string }, f, lines.get(f.fmt), sub);
-    }
+    } else if (isScalar(n)) noteWrittenNumber(n, f.fmt, writtenNumbers);
   }
   const cycle = aliasInsideItsAnchor(doc.contents, aliasTargets);
   if (cycle !== undefined) {
@@ -720,5 +737,5 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     }
     return rootLine;
   };
-  return { doc, lineOf, issues, typedVars, quotedVars, stringVars, partVars, aliasTargets };
+  return { doc, lineOf, issues, typedVars, quotedVars, stringVars, partVars, aliasTargets, writtenNumbers };
 }

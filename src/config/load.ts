@@ -639,7 +639,10 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   let renamed: ReturnType<typeof adoptOriginal>["renamed"] = [];
   const toIssue = (f: { path: PathSegment[]; message: string; line?: number }): ConfigIssue => {
     const path = renamedPath(f.path, renamed);
-    return { path: shownPath(path), message: f.message, line: f.line ?? y.lineOf(path) };
+    // (a number past 2^53 as written, not as JavaScript rounded it: "got 9007199254740993", not ...992)
+    const n = y.writtenNumbers.size === 0 ? undefined : y.writtenNumbers.get(formatPath(path));
+    const message = n === undefined ? f.message : f.message.replace(`got ${n.read}`, `got ${n.written}`);
+    return { path: shownPath(path), message, line: f.line ?? y.lineOf(path) };
   };
   let raw: unknown;
   // The billion-laughs guard counts the expansion itself (withinExpansionLimit), not references.

@@ -382,8 +382,11 @@ describe("parseConfig", () => {
     expect(one(`metrics: { port: -1 }\n${B}`)).toEqual(["metrics.port: must be from 0 to 65535, got -1"]);
     // past 2^53 a whole number met zod's safe-integer bound too: a second problem naming a range the key does not have
     // ("must be from 0 to 9007199254740991", and for -1e20 "from -9007199254740991 to 65535")
-    expect(one(`server: { port: 9007199254740993 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got 9007199254740992"]);
-    expect(one(`server: { port: -1e20 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got -100000000000000000000"]);
+    // and the number is shown as written, not as JavaScript rounded it (it said "got 9007199254740992")
+    expect(one(`server: { port: 9007199254740993 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got 9007199254740993"]);
+    expect(one(`server: { port: -1e20 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got -1e20"]);
+    expect(one(`x-a: &big 9007199254740993\nserver: { request_timeout: *big }\n${B}`)).toEqual(["server.request_timeout: must be at most 2147483 seconds (about 24.8 days), got 9007199254740993: a longer wait does not fit a timer"]);
+    expect(one(`cache: { enabled: true, cache_layers: [memory], memory: { max_item_size_mb: 9007199254740993 } }\n${B}`)).toEqual(["cache.memory.max_item_size_mb: must not exceed max_cache_size_mb (1024), got 9007199254740993"]);
     expect(one(`server: { request_timeout: -1 }\n${B}`)).toEqual(["server.request_timeout: must be from 0.001 to 2147483, got -1"]);
     // a wait under a timer's 1 ms step passed --check and answered every request 504 after 1 ms
     expect(one(`server: { request_timeout: 1e-9 }\n${B}`)).toEqual(["server.request_timeout: must be from 0.001 to 2147483, got 1e-9"]);
