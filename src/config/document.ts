@@ -373,7 +373,12 @@ function syntaxIssues(text: string, errors: readonly YAMLError[], counter: LineC
     // A no-break space (indentation copied from a web page) is text to YAML: its errors say nothing of it.
     const at = e.linePos?.[0]?.line;
     const unseen = at === undefined ? undefined : unseenOnLine(lineOf(at));
-    const why = unseen === undefined ? "" : ` (line ${at} holds ${unseen}, which YAML reads as text, not as a space: retype that part of the line)`;
+    // (`port: !!int ${PORT}`: the tag is resolved on the text as written, before substitution)
+    const tagged = message.startsWith("invalid YAML: not a valid !!") && lineOf(at).slice(e.linePos?.[0]?.col ?? 0).includes("${");
+    const why =
+      unseen !== undefined ? ` (line ${at} holds ${unseen}, which YAML reads as text, not as a space: retype that part of the line)`
+      : tagged ? " (a tag is applied to the text as written, before ${VAR} substitution: drop the tag; an unquoted ${VAR} alone takes its value's type)"
+      : "";
     return { path: [], message: `${message}${why}`, line: at, column: e.linePos?.[0]?.col };
   });
   if (errors.length > 10) syntax.push({ path: [], message: `invalid YAML: ${errors.length - 10} more errors not listed` });

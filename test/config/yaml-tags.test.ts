@@ -41,6 +41,8 @@ describe("YAML tags", () => {
     expect(m).toContain("c.yaml:2");
     expect(m).toContain("not a valid !!bool value (YAML 1.2: true or false)");
     expect(messages(`server:\n  port: !!int abc\n${cfg("us-east-1")}`).join("\n")).toContain("not a valid !!int value");
+    // (a tag meets the text before substitution)
+    expect(messages(`server:\n  port: !!int \${PORT}\n${cfg("us-east-1")}`).join("\n")).toContain("not a valid !!int value (YAML 1.2: digits with an optional sign, 0x… or 0o…) (a tag is applied to the text as written, before ${VAR} substitution: drop the tag");
   });
 
   test("binary and timestamp values are named as what they are", () => {
