@@ -172,12 +172,12 @@ function parseYamlScalar(text: string): unknown {
 
 /**
  * Replaces ${VAR} and ${VAR:-default} in one string scalar. An UNQUOTED scalar that is exactly
- * one placeholder takes the YAML type of its value (`port: ${PORT}` → a number); quoted scalars
- * always stay strings. A missing variable is left as written (so the schema does not report a
+ * one placeholder takes the YAML type of its value (`port: ${PORT}` → a number); quoted scalars,
+ * and those tagged `!!str` or `!`, always stay strings. A missing variable is left as written (so the schema does not report a
  * second, confusing error) and reported.
  */
 function substituteScalar(
-  node: { value: unknown; type?: string },
+  node: { value: unknown; type?: string; tag?: string },
   env: Record<string, string | undefined>,
   budget: { left: number },
   missing: (name: string, empty: boolean) => void,
@@ -209,13 +209,15 @@ function substituteScalar(
     return value;
   });
   if (!failed && fromEnv !== undefined && !WHOLE_RE.test(text)) part?.(fromEnv);
-  if (!failed && node.type !== "PLAIN" && WHOLE_RE.test(text)) {
+  // (`bucket: !!str ${B}`, or `! ${B}`: a string by its tag, as a quoted one is; B=2024 was the number 2024)
+  const plain = node.type === "PLAIN" && node.tag !== "tag:yaml.org,2002:str" && node.tag !== "!";
+  if (!failed && !plain && WHOLE_RE.test(text)) {
     node.value = replaced;
     // A quoted "${VAR}" is its variable's value alike: named, never shown (a value outside a fixed
     // set, `format: "${SECRET}"`, showed it)
     const name = /^\$\{([A-Za-z_][A-Za-z0-9_]*)/.exec(text)?.[1];
     if (name !== undefined && env[name] !== undefined && env[name] !== "") typed?.(name, true);
-  } else if (!failed && node.type === "PLAIN" && WHOLE_RE.test(text)) {
+  } else if (!failed && plain && WHOLE_RE.test(text)) {
     // Only a number or a boolean is adopted; anything else stays the string it is. The value is
     // never parsed as YAML text that could fail: a parse error would quote it, and it may be a
     // secret (`secret_key: ${SK}` with SK = "[abc…").

@@ -45,6 +45,15 @@ describe("YAML tags", () => {
     expect(messages(`server:\n  port: !!int \${PORT}\n${cfg("us-east-1")}`).join("\n")).toContain("not a valid !!int value (YAML 1.2: digits with an optional sign, 0x… or 0o…) (a tag is applied to the text as written, before ${VAR} substitution: drop the tag");
   });
 
+  test("an unquoted ${VAR} tagged !!str (or !) stays a string, as a quoted one does", () => {
+    for (const tag of ["!!str", "!"]) {
+      const c = parseConfig(cfg(`${tag} \${R}`), { env: { R: "2024" } });
+      expect(c.buckets[0]!.s3.region).toBe("2024");
+    }
+    // untagged, it takes its value's type (a number where a string goes: an error)
+    expect(() => parseConfig(cfg("${R}"), { env: { R: "2024" } })).toThrow("its value reads as a number or boolean");
+  });
+
   test("binary and timestamp values are named as what they are", () => {
     expect(messages(cfg("!!binary dXMtZWFzdC0x")).join("\n")).toContain("got binary data (!!binary)");
     expect(messages(cfg("!!timestamp 2001-12-14")).join("\n")).toContain("got a timestamp");
