@@ -10,13 +10,14 @@
 import type { CorsConfig } from "../../config/cors.ts";
 import type { BucketConfig } from "../../config/schema.ts";
 import { onAwsS3 } from "../../config/writes.ts";
+import { announcesBody } from "../../http/body-policy.ts";
 import type { RequestContext } from "../../proxy/context.ts";
 import { s3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { getBucketEncryption } from "../../s3/operations/index.ts";
 import { readUpstreamCapped, relayError, tryParse, upstreamBucketsOf } from "./relay.ts";
-import { callOf } from "./writes.ts";
+import { callOf, readXmlBody, requestHeaders } from "./writes.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
 import type { BucketConfigRead } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
@@ -167,4 +168,25 @@ export function bucketConfigOp(ctx: RequestContext, op: BucketConfigRead): Respo
     }
   }
   throw s3Fail(s3Error(NOT_CONFIGURED[op] ?? "NoSuchCORSConfiguration", undefined, { BucketName: bucket.name }));
+}
+
+/**
+ * CreateBucket of a configured bucket the principal may use: S3's answer for a bucket one already
+ * owns (clients such as rclone create the bucket before an upload and accept this): 409
+ * BucketAlreadyOwnedByYou in every region but us-east-1, where S3 answers 200 (its legacy
+ * behaviour: `aws s3 mb` of a bucket one owns succeeds there). Nothing is created either way. A
+ * CreateBucketConfiguration whose LocationConstraint names another region than `region` (the
+ * bucket's, s3_api.region) is S3's 400 IllegalLocationConstraintException, as a region's endpoint
+ * answers a constraint naming another (`EU` is eu-west-1's old name): it was a success, a bucket
+ * "created" in a region it is not in.
+ */
+export async function createBucketOp(ctx: RequestContext, region: string): Promise<Response> {
+  if (announcesBody(requestHeaders(ctx))) {
+    const asked = childText(await readXmlBody(ctx, "CreateBucketConfiguration"), "LocationConstraint")?.trim() ?? "";
+    if (asked !== "" && (asked === "EU" ? "eu-west-1" : asked) !== region) {
+      throw s3Fail(s3Error("IllegalLocationConstraintException", `The ${asked} location constraint is incompatible for the region specific endpoint this request was sent to.`));
+    }
+  }
+  if (region === "us-east-1") return new Response(null, { status: 200, headers: { location: `/${ctx.bucketName}` } });
+  throw s3Fail(s3Error("BucketAlreadyOwnedByYou", undefined, { BucketName: ctx.bucketName }));
 }

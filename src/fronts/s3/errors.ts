@@ -14,6 +14,7 @@ export const S3_ERRORS = {
   AuthorizationQueryParametersError: { status: 400, message: "The authorization query parameters are invalid." },
   BucketAlreadyOwnedByYou: { status: 409, message: "Your previous request to create the named bucket succeeded and you already own it." },
   ConditionalRequestConflict: { status: 409, message: "The conditional request cannot succeed due to a conflicting operation against this resource." },
+  IllegalLocationConstraintException: { status: 400, message: "The location constraint is incompatible for the region specific endpoint this request was sent to." },
   InvalidStorageClass: { status: 400, message: "The storage class you specified is not valid." },
   BadRequest: { status: 400, message: "Bad Request" },
   BadDigest: { status: 400, message: "The Content-MD5 or checksum value that you specified did not match what the server received." },

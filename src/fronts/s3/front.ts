@@ -29,7 +29,7 @@ import { adoptPrincipal, type S3Identities, type S3Principal } from "./identitie
 import { listObjects } from "./list.ts";
 import { copyObjectOp, copySourceLabel, uploadPartCopyOp } from "./copy.ts";
 import { getBucketAclOp, getObjectAclOp, putAclOp } from "./acl.ts";
-import { bucketConfigOp } from "./bucket-config.ts";
+import { bucketConfigOp, createBucketOp } from "./bucket-config.ts";
 import { deleteObjectOp, deleteObjectsOp } from "./delete.ts";
 import {
   abortMultipartUploadOp,
@@ -560,12 +560,7 @@ function operate(ctx: RequestContext, s: S3State): Response | Promise<Response> 
     case "PutObjectAcl":
       return putAclOp(ctx);
     case "CreateBucket":
-      // A configured bucket exists and the principal may use it: S3's answer for a bucket one
-      // already owns (clients such as rclone create the bucket before an upload and accept this):
-      // 409 BucketAlreadyOwnedByYou in every region but us-east-1, where S3 answers 200 (its legacy
-      // behaviour: `aws s3 mb` of a bucket one owns succeeds there). Nothing is created either way.
-      if (s.api.region === "us-east-1") return new Response(null, { status: 200, headers: { location: `/${ctx.bucketName}` } });
-      return fail(s3Error("BucketAlreadyOwnedByYou", undefined, { BucketName: ctx.bucketName }));
+      return createBucketOp(ctx, s.api.region);
     case "ListObjects":
     case "ListObjectsV2":
     case "ListObjectVersions":

@@ -333,12 +333,15 @@ export async function readXmlBody(ctx: RequestContext, root: ClientDocument, opt
  * - Tagging: a bucket's 50 tags (an object takes 10: 11 to 50 still get S3's InvalidTag).
  * - AccessControlPolicy: Owner (ID, DisplayName) and S3's 100 grants, each a Grant with Permission
  *   and a Grantee with ID, DisplayName, EmailAddress and URI.
+ * - CreateBucketConfiguration: LocationConstraint, Location (Type, Name), Bucket (DataRedundancy,
+ *   Type) and 50 tags (Tags, each Tag with Key and Value).
  */
 export const XML_ELEMENT_LIMITS = {
   Delete: 2 + 1000 * 6,
   CompleteMultipartUpload: 1 + 10_000 * (3 + 5),
   Tagging: 2 + 50 * 3,
   AccessControlPolicy: 5 + 100 * 7,
+  CreateBucketConfiguration: 8 + 50 * 3,
 } as const;
 type ClientDocument = keyof typeof XML_ELEMENT_LIMITS;
 
