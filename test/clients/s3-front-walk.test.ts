@@ -127,13 +127,14 @@ clientTest("aws")(
 );
 
 clientTest("aws")(
-  "aws s3api create-bucket of a configured bucket with a LocationConstraint naming another region: S3's IllegalLocationConstraintException (it printed a Location, a bucket 'created' in eu-west-1 that reports us-east-1); without one, S3's legacy 200 in us-east-1",
+  "aws s3api create-bucket of a configured bucket with a LocationConstraint naming another region: S3's IllegalLocationConstraintException (it printed a Location, a bucket 'created' in eu-west-1 that reports us-east-1); with --acl public-read S3's InvalidBucketAclWithObjectOwnership (it succeeded); without either, S3's legacy 200 in us-east-1",
   async () => {
     using aws = awsCli({ endpoint: env.endpoint, credentials: WRITER });
     env.mark();
-    const [other, plain] = await Promise.all([
+    const [other, plain, pub] = await Promise.all([
       aws.s3api("create-bucket", "--bucket", "up", "--create-bucket-configuration", "LocationConstraint=eu-west-1"),
       aws.s3api("create-bucket", "--bucket", "up"),
+      aws.s3api("create-bucket", "--bucket", "up", "--acl", "public-read"),
     ]);
     expect({ code: other.code, stderr: other.stderr.trim() }).toEqual({
       code: 254,
@@ -141,6 +142,11 @@ clientTest("aws")(
         "An error occurred (IllegalLocationConstraintException) when calling the CreateBucket operation (reached max retries: 0): The eu-west-1 location constraint is incompatible for the region specific endpoint this request was sent to.",
     });
     expect({ code: plain.code, location: JSON.parse(plain.stdout).Location, stderr: plain.stderr }).toEqual({ code: 0, location: "/up", stderr: "" });
+    // ACLs are disabled (GetBucketOwnershipControls: BucketOwnerEnforced): a public bucket is S3's refusal, not a success
+    expect({ code: pub.code, stderr: pub.stderr.trim() }).toEqual({
+      code: 254,
+      stderr: "An error occurred (InvalidBucketAclWithObjectOwnership) when calling the CreateBucket operation (reached max retries: 0): Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+    });
     expect(env.upstreamCalls()).toEqual([]);
   },
   T,

@@ -23,7 +23,7 @@ import { s3Fail } from "./fail.ts";
 import type { S3RequestContext } from "./front.ts";
 import { versionIdOf, xmlResponse } from "./operations.ts";
 import { errorOf, relayError } from "./relay.ts";
-import { aclsNotSupported, callOf, GRANT_HEADERS, OWNER_ONLY_ACLS, readXmlBody, requestHeaders } from "./writes.ts";
+import { aclsNotSupported, callOf, grantsOthers, readXmlBody, requestHeaders } from "./writes.ts";
 import { child, type XmlElement } from "./xml-reader.ts";
 import { escapeXml, ownerOf, S3_XMLNS, XML_DECL } from "./xml.ts";
 
@@ -85,8 +85,7 @@ export async function putAclOp(ctx: RequestContext): Promise<Response> {
   const length = h.get("content-length");
   const body = (length !== null && length.trim() !== "0") || h.has("transfer-encoding");
   const acl = h.get("x-amz-acl");
-  const grants = GRANT_HEADERS.some((n) => h.has(n));
-  if (grants || (acl !== null && (body || !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase())))) throw s3Fail(aclsNotSupported());
+  if (grantsOthers(h) || (acl !== null && body)) throw s3Fail(aclsNotSupported());
   if (body) {
     // An ACL document: S3 takes the owner's full control "expressed in the XML format" as it takes
     // the canned ACL (s3cmd cp/mv write back the document GetObjectAcl gave them); anything else

@@ -17,7 +17,7 @@ import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { getBucketEncryption } from "../../s3/operations/index.ts";
 import { readUpstreamCapped, relayError, tryParse, upstreamBucketsOf } from "./relay.ts";
-import { callOf, readXmlBody, requestHeaders } from "./writes.ts";
+import { callOf, grantsOthers, readXmlBody, requestHeaders } from "./writes.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
 import type { BucketConfigRead } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
@@ -178,10 +178,15 @@ export function bucketConfigOp(ctx: RequestContext, op: BucketConfigRead): Respo
  * CreateBucketConfiguration whose LocationConstraint names another region than `region` (the
  * bucket's, s3_api.region) is S3's 400 IllegalLocationConstraintException, as a region's endpoint
  * answers a constraint naming another (`EU` is eu-west-1's old name): it was a success, a bucket
- * "created" in a region it is not in.
+ * "created" in a region it is not in. An ACL granting anyone but the owner (`x-amz-acl: public-read`,
+ * an `x-amz-grant-*`) is S3's 400 InvalidBucketAclWithObjectOwnership, as S3 answers it for a bucket
+ * whose ObjectOwnership is BucketOwnerEnforced (what GetBucketOwnershipControls reports here): it was
+ * a success, a bucket the client took for public.
  */
 export async function createBucketOp(ctx: RequestContext, region: string): Promise<Response> {
-  if (announcesBody(requestHeaders(ctx))) {
+  const h = requestHeaders(ctx);
+  if (grantsOthers(h)) throw s3Fail(s3Error("InvalidBucketAclWithObjectOwnership"));
+  if (announcesBody(h)) {
     const asked = childText(await readXmlBody(ctx, "CreateBucketConfiguration"), "LocationConstraint")?.trim() ?? "";
     if (asked !== "" && (asked === "EU" ? "eu-west-1" : asked) !== region) {
       throw s3Fail(s3Error("IllegalLocationConstraintException", `The ${asked} location constraint is incompatible for the region specific endpoint this request was sent to.`));

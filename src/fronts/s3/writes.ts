@@ -22,6 +22,12 @@ export const OWNER_ONLY_ACLS: ReadonlySet<string> = new Set(["private", "bucket-
 /** Every grant header S3 takes (PutObject, CopyObject, CreateMultipartUpload, PutObjectAcl, PutBucketAcl). */
 export const GRANT_HEADERS = ["x-amz-grant-full-control", "x-amz-grant-read", "x-amz-grant-read-acp", "x-amz-grant-write", "x-amz-grant-write-acp"] as const;
 
+/** Whether a request's ACL headers grant anyone but the owner (a canned ACL other than OWNER_ONLY_ACLS, any x-amz-grant-*). */
+export function grantsOthers(h: Headers): boolean {
+  const acl = h.get("x-amz-acl");
+  return (acl !== null && !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase())) || GRANT_HEADERS.some((n) => h.has(n));
+}
+
 export const aclsNotSupported = (): S3Error => s3Error("AccessControlListNotSupported", "The bucket does not allow ACLs");
 
 /**
@@ -103,9 +109,7 @@ const WRITE_OFFSET = "x-amz-write-offset-bytes";
  * the same headers on its PUT.
  */
 export function unkeptSettingOf(h: Headers): S3Error | undefined {
-  const acl = h.get("x-amz-acl");
-  if (acl !== null && !OWNER_ONLY_ACLS.has(acl.trim().toLowerCase())) return aclsNotSupported();
-  for (const name of GRANT_HEADERS) if (h.has(name)) return aclsNotSupported();
+  if (grantsOthers(h)) return aclsNotSupported();
   // An append sent as a plain PutObject would replace the object with the appended bytes.
   if (h.has(WRITE_OFFSET)) return s3Error("NotImplemented", "Appending to an object (x-amz-write-offset-bytes) is not supported through this proxy: the request would replace the object.", { Header: WRITE_OFFSET });
   return unkeptWriteCondition(h) ?? unkeptSetting(h);
