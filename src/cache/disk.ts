@@ -376,6 +376,8 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
   /** Set when the file system ran out of room (outOfRoom): the lower cap kept until fullUntil. */
   private fullCap = Infinity;
   private fullUntil = 0;
+  /** When a fill the lower cap refused last had the volume looked at again (roomAgain). */
+  private roomLookedAt = -Infinity;
   private maxItemBytes: number;
   private readonly fsync: boolean;
   private readonly verify: boolean;
@@ -770,8 +772,9 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     const m = { key, headers, storedAt, expiresAt, date, size };
     const head = encodeHead(m, this.stores?.get(bucketOf(key)), this.instance);
     const room = onDisk(head.byteLength + size);
-    const cap = this.cap();
-    if (cap < this.maxBytes && room > cap) return undefined; // the file system is full (outOfRoom)
+    let cap = this.cap();
+    // (the file system is full (outOfRoom), unless room was freed on it since: roomAgain)
+    if (cap < this.maxBytes && room > cap && room > (cap = this.roomAgain())) return undefined;
     if (this.reserved > 0 && this.reserved + room > cap) return undefined;
     const w = new DiskWrite(this, m, join(this.dir, tempName()), this.purges.now, this.fsync, head);
     w.seen = ++this.opens;
@@ -1215,6 +1218,22 @@ export class DiskLayer implements CacheLayer, WriteTarget, StreamCheckpoint {
     this.fullUntil = now + FULL_HOLD_MS;
     this.log?.warn("disk cache: the file system is full; evicting least recently used objects", { dir: this.dir, cap_bytes: this.fullCap, configured_bytes: this.maxBytes, for_seconds: FULL_HOLD_MS / 1000 });
     void this.evictDown();
+  }
+
+  /**
+   * A fill the lower cap refuses looks at the volume again (at most once a second: a statfs, on a
+   * miss's fill only): room freed there since (another writer's files gone) raises the cap to 90 %
+   * of what the layer holds and the room free together, for the rest of the minute. The cap held
+   * its minute whatever happened on the volume: an object larger than it was not cached (a BYPASS
+   * at every request) for up to a minute after the volume had room for it again.
+   */
+  private roomAgain(): number {
+    const now = performance.now();
+    if (now - this.roomLookedAt < 1000) return this.cap();
+    this.roomLookedAt = now;
+    const free = volumeOf(this.dir)?.free;
+    if (free !== undefined) this.fullCap = Math.max(this.fullCap, Math.floor(Math.min(this.bytes + free, this.maxBytes) * 0.9));
+    return this.cap();
   }
 
   /** Evicts least-recently-used entries until the files fit; resolves once their files are deleted. */

@@ -3,7 +3,7 @@
  * a miss (never wrong bytes), LRU by bytes, revalidation in place, purges racing writes.
  */
 import { afterAll, describe, expect, setSystemTime, test, setDefaultTimeout } from "bun:test";
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, symlinkSync, truncateSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskLayer, describeFsError, diskRoomWarning, onDisk } from "../../src/cache/disk.ts";
@@ -294,6 +294,21 @@ describe("a fill that fails on a full file system", () => {
       // 90 % of five 1 MiB files: the oldest goes, the other four stay
       expect(d.stats().evictions).toBe(1);
       for (const k of ["b/k1", "b/k2", "b/k3", "b/k4"]) expect([k, (await bodyOf(await d.get(k))).byteLength]).toEqual([k, MiB]);
+    });
+  });
+
+  // The lower cap held its minute whatever happened on the volume meanwhile: once another writer's
+  // file that had filled it was gone, an object larger than the cap was still not cached (a
+  // BYPASS at every request for up to a minute) though the volume had room for it again.
+  test.skipIf(process.getuid?.() !== 0)("room freed on the volume during the lower cap's minute: an object larger than the cap that fits again is cached", async () => {
+    await onTmpfs("6m", (dir) => new DiskLayer({ dir, maxBytes: 64 << 20, maxItemBytes: 8 << 20 }), async (d, dir) => {
+      const MiB = 1 << 20;
+      writeFileSync(join(dir, "filler"), new Uint8Array(5 * MiB)); // another writer's file: about 1 MiB left
+      await d.put(obj("b/big", 2 * MiB)); // ENOSPC part-way: the cap falls to under 1 MiB for a minute
+      expect(await d.get("b/big")).toBeUndefined();
+      unlinkSync(join(dir, "filler")); // the other writer's file goes: 6 MiB free again
+      await d.put(obj("b/big", 2 * MiB));
+      expect((await bodyOf(await d.get("b/big"))).byteLength).toBe(2 * MiB);
     });
   });
 
