@@ -174,6 +174,8 @@ export class RedisLink {
   /** The large stores' and the large reads' connections (runBulk), each opened when first needed. */
   private readonly bulk = new Map<"store" | "read", Promise<RedisClient>>();
   private readonly bulkQueues = new Map<"store" | "read", BulkQueue>();
+  /** After a large connection's connect failed: no other opened before `until`; `ms`, the hold, doubled at each failure in a row (runBulkNow). */
+  private readonly bulkHolds = new Map<"store" | "read", { until: number; ms: number; reason: string }>();
   private retry: ReturnType<typeof setTimeout> | undefined;
   private backoff: number;
   private attempt = 0;
@@ -345,11 +347,22 @@ export class RedisLink {
     const ms = this.opts.operationTimeoutMs + Math.ceil((bytes / STORE_BYTES_PER_SECOND) * 1000);
     let conn = this.bulk.get(use);
     if (conn === undefined) {
+      // A connect that failed holds the next one off (minBackoffMs, doubled at each failure in a row
+      // up to maxBackoffMs), the large commands meanwhile refused at once: with new connections to
+      // Redis unanswered (a firewall or conntrack table dropping new flows, the established ones
+      // working), each large read waited connect_timeout_ms for its own connection, then missed.
+      const hold = this.bulkHolds.get(use);
+      if (hold !== undefined && performance.now() < hold.until) throw new Error(`${what}: the ${use} connection could not be opened (${hold.reason}); tried again within ${hold.ms} ms`);
       const c = newRedisClient(this.opts.url, this.opts.connectTimeoutMs);
       const opened = withTimeout(c.connect(), this.opts.connectTimeoutMs, "connect").then(
-        () => c,
+        () => {
+          this.bulkHolds.delete(use);
+          return c;
+        },
         (err) => {
           c.close();
+          const ms = hold === undefined ? this.minBackoff : Math.min(hold.ms * 2, this.maxBackoff);
+          this.bulkHolds.set(use, { until: performance.now() + ms, ms, reason: describe(err) });
           throw err;
         },
       );

@@ -120,3 +120,28 @@ test("a bulk connection whose handshake Redis does not answer in time, this proc
     relay.close();
   }
 });
+
+// With new connections to Redis unanswered and the established ones working (a firewall or a
+// conntrack table dropping new flows), each large read opened its own connection and waited
+// connect_timeout_ms for it, then missed: every large lookup paid the whole connect wait.
+test("a large connection whose connect failed is not tried again before its hold: the large commands meanwhile are refused at once (each waited connect_timeout_ms)", async () => {
+  const relay = await tcpRelay(redis.port);
+  const l = new RedisLink({ url: `redis://127.0.0.1:${relay.port}`, connectTimeoutMs: 150, operationTimeoutMs: 50, minBackoffMs: 400, maxBackoffMs: 800, channel: "bulk-hold", onMessage() {}, onUp: async () => {} });
+  try {
+    await waitFor(() => l.up, { message: "the link to come up" });
+    relay.holdOn(/HELLO/); // the next connection's handshake never reaches Redis
+    await expect(l.runBulk("read", "GET", MiB, (c) => c.send("PING", []))).rejects.toThrow("connect: no answer within 150 ms");
+    const accepted = relay.accepted();
+    const t = performance.now();
+    await expect(l.runBulk("read", "GET", MiB, (c) => c.send("PING", []))).rejects.toThrow("GET: the read connection could not be opened (connect: no answer within 150 ms); tried again within 400 ms");
+    expect(performance.now() - t).toBeLessThan(100);
+    expect(relay.accepted()).toBe(accepted); // no connection tried meanwhile
+    expect(l.up).toBe(true);
+    relay.release();
+    // once the hold is over, a large command opens a connection again
+    await waitFor(async () => (await l.runBulk("read", "GET", MiB, (c) => c.send("PING", [])).catch(() => undefined)) === "PONG", { message: "a read connection again" });
+  } finally {
+    l.close();
+    relay.close();
+  }
+});
