@@ -254,13 +254,31 @@ export function fetchedAnswer(res: Response): Response {
   return withoutOverriddenLength(res);
 }
 
-/** Copies the allowed upstream response headers into `out`. (forEach, not for-of: no [name, value] array per header.) */
+/**
+ * Whether an upstream response header reaches the client: passed (isPassedResponseHeader) and not
+ * named by the answer's Connection header (`passHop`, set by the pass that calls it).
+ */
+let passHop: string[] | undefined;
+const reachesClient = (k: string) => isPassedResponseHeader(k) && (passHop === undefined || !passHop.includes(k));
+
+/**
+ * Copies the allowed upstream response headers into `out`. (forEach, not for-of: no [name, value]
+ * array per header; a module function reading `passOut`, not a closure over `out` and the
+ * Connection list: a function and a scope less per answer, as keepHeaders.)
+ */
 export function passResponseHeaders(upstream: Headers, out: Headers): Headers {
-  const hop = connectionListed(upstream);
-  upstream.forEach((v, k) => {
-    if (isPassedResponseHeader(k) && (hop === undefined || !hop.includes(k))) out.set(k, v);
-  });
+  passHop = connectionListed(upstream);
+  passOut = out;
+  try {
+    upstream.forEach(copyPassed);
+  } finally {
+    passHop = passOut = undefined;
+  }
   return out;
+}
+let passOut: Headers | undefined;
+function copyPassed(v: string, k: string): void {
+  if (reachesClient(k)) passOut!.set(k, v);
 }
 
 /**
@@ -292,15 +310,22 @@ function gatherDropped(_v: string, k: string): void {
  * (told by the pass over the headers it makes anyway, not by another lookup).
  */
 export function keepPassedResponseHeaders(h: Headers): boolean {
-  const hop = connectionListed(h);
-  let drop: string[] | undefined;
-  let typed = false;
-  h.forEach((_v, k) => {
-    if (!isPassedResponseHeader(k) || (hop !== undefined && hop.includes(k))) (drop ??= []).push(k);
-    else if (k === "content-type") typed = true;
-  });
-  if (drop !== undefined) for (let i = 0; i < drop.length; i++) h.delete(drop[i]!);
-  return typed;
+  passHop = connectionListed(h);
+  passTyped = false;
+  try {
+    keepHeaders(h, passedNotingType);
+  } finally {
+    passHop = undefined;
+  }
+  return passTyped;
+}
+// (keepPassedResponseHeaders' predicate, with no closure per answer: a function, a scope and an
+// array less per GET the own client answered)
+let passTyped = false;
+function passedNotingType(k: string): boolean {
+  if (!reachesClient(k)) return false;
+  if (k === "content-type") passTyped = true;
+  return true;
 }
 
 /** The object's own headers of an upstream response (lower-case names), as the cache stores them. */
