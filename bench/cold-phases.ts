@@ -23,7 +23,7 @@
  * s3Authorize, the plain front's route, authenticate and authorize; each repeatable on its context).
  */
 import { resolve } from "node:path";
-import { BENCH_S3_CLIENT, STUB_BODY, treeApp } from "./in-process.ts";
+import { BENCH_S3_CLIENT, cacheWalker, interleavedRounds, median, printPairedDiffs, STUB_BODY, treeApp } from "./in-process.ts";
 
 const trees = process.argv.length > 2 ? process.argv.slice(2).map((t) => resolve(t)) : [resolve(import.meta.dir, "..")];
 const R = Number(process.env.R ?? 8);
@@ -68,16 +68,7 @@ for (const t of trees) {
   rungs.push(mine);
 }
 
-function med(xs: ArrayLike<number>): number {
-  const s = Array.from(xs).sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-const junk = new Uint32Array((WALK_MIB << 20) / 4);
-let sink = 0;
-function walk(): void {
-  for (let i = 0; i < junk.length; i += 16) sink += junk[i]++;
-}
+const walk = cacheWalker(WALK_MIB);
 const calls = new Float64Array(N);
 async function round(r: Rung, mode: string): Promise<number> {
   const direct = r.direct;
@@ -96,28 +87,15 @@ async function round(r: Rung, mode: string): Promise<number> {
     await res.arrayBuffer();
     calls[i] = Bun.nanoseconds() - t0;
   }
-  return med(calls) / 1000;
+  return median(calls) / 1000;
 }
-const times = new Map<string, number[]>();
-for (let r = 0; r <= R; r++) {
-  const order = trees.map((_, i) => i);
-  if (r % 2) order.reverse();
-  for (const ti of order) {
-    const list = r % 2 ? [...rungs[ti]!].reverse() : rungs[ti]!;
-    for (const rung of list) {
-      for (const mode of r % 2 ? ["walk", "hot"] : ["hot", "walk"]) {
-        const x = await round(rung, mode);
-        if (r > 0) (times.get(`${ti}\t${rung.name}\t${mode}`) ?? times.set(`${ti}\t${rung.name}\t${mode}`, []).get(`${ti}\t${rung.name}\t${mode}`)!).push(x);
-      }
-    }
-  }
-}
+const times = await interleavedRounds(R, rungs, round);
 console.log(`µs per request (a round's median), median of ${R} rounds of ${N} (walk: ${WALK_MIB} MiB read between requests)`);
 for (const [ti, t] of trees.entries()) {
   console.log(t.split("/").pop());
   let prev: Record<string, number> = {};
   for (const rung of rungs[ti]!) {
-    const hot = med(times.get(`${ti}\t${rung.name}\thot`)!), cold = med(times.get(`${ti}\t${rung.name}\twalk`)!);
+    const hot = median(times.get(`${ti}\t${rung.name}\thot`)!), cold = median(times.get(`${ti}\t${rung.name}\twalk`)!);
     const side = rung.s3 ? "s3" : "plain";
     const step = prev[side] === undefined || rung.direct !== undefined ? "" : `   step hot ${(hot - prev[side]!).toFixed(2).padStart(6)} walk ${(cold - prev[`${side}w`]!).toFixed(2).padStart(6)}`;
     prev[side] = hot;
@@ -125,15 +103,4 @@ for (const [ti, t] of trees.entries()) {
     console.log(`  ${rung.name.padEnd(26)} hot ${hot.toFixed(2).padStart(6)}   walk ${cold.toFixed(2).padStart(6)}${step}`);
   }
 }
-for (let ti = 1; ti < trees.length; ti++) {
-  console.log(`${trees[ti]!.split("/").pop()} − ${trees[0]!.split("/").pop()}`);
-  for (const rung of rungs[ti]!) {
-    const parts = ["hot", "walk"].map((mode) => {
-      const a = times.get(`0\t${rung.name}\t${mode}`)!, b = times.get(`${ti}\t${rung.name}\t${mode}`)!;
-      const d = b.map((x, i) => x - a[i]!);
-      return `${mode} ${med(d).toFixed(2).padStart(6)} (lower in ${d.filter((x) => x < 0).length} of ${d.length})`;
-    });
-    console.log(`  ${rung.name.padEnd(26)} ${parts.join("   ")}`);
-  }
-}
-if (sink === -1) console.log(sink);
+printPairedDiffs(trees, rungs, times);

@@ -56,3 +56,57 @@ export async function treeApp(tree: string) {
   const app = await App.create(parseConfig(inProcessYaml("http://upstream.test:9000"), { env: {} }), { log: nullLogger, fetch: stubUpstream, probeIntervalMs: 3_600_000 });
   return { app, s3Front, createHandler, S3Signer };
 }
+
+/** The median of `xs` (the cold-* tools' figure: a round's median call, the median over rounds). */
+export function median(xs: ArrayLike<number>): number {
+  const s = Array.from(xs).sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** The cold-* tools' `walk`: reads (and bumps) one word per 64-byte line of a `mib` MiB buffer, evicting the data caches. */
+export function cacheWalker(mib: number): () => void {
+  const junk = new Uint32Array((mib << 20) / 4);
+  return () => {
+    for (let i = 0; i < junk.length; i += 16) junk[i]++;
+  };
+}
+
+/**
+ * The cold-* tools' rounds: every item of every tree, hot and walked, in each of R+1 rounds (the
+ * first a warm-up, not kept), the trees', the items' and the modes' order reversed every other
+ * round. Keyed `tree\tname\tmode`.
+ */
+export async function interleavedRounds<T extends { name: string }>(R: number, lists: T[][], round: (item: T, mode: string) => Promise<number>): Promise<Map<string, number[]>> {
+  const times = new Map<string, number[]>();
+  for (let r = 0; r <= R; r++) {
+    const order = lists.map((_, i) => i);
+    if (r % 2) order.reverse();
+    for (const ti of order) {
+      const list = r % 2 ? [...lists[ti]!].reverse() : lists[ti]!;
+      for (const item of list) {
+        for (const mode of r % 2 ? ["walk", "hot"] : ["hot", "walk"]) {
+          const x = await round(item, mode);
+          const key = `${ti}\t${item.name}\t${mode}`;
+          if (r > 0) (times.get(key) ?? times.set(key, []).get(key)!).push(x);
+        }
+      }
+    }
+  }
+  return times;
+}
+
+/** Each later tree against the first: per item and mode, the median paired difference and in how many rounds it was lower. */
+export function printPairedDiffs(trees: string[], lists: Array<Array<{ name: string }>>, times: Map<string, number[]>, pad = 26): void {
+  for (let ti = 1; ti < trees.length; ti++) {
+    console.log(`${trees[ti]!.split("/").pop()} − ${trees[0]!.split("/").pop()}`);
+    for (const item of lists[ti]!) {
+      const parts = ["hot", "walk"].map((mode) => {
+        const a = times.get(`0\t${item.name}\t${mode}`)!, b = times.get(`${ti}\t${item.name}\t${mode}`)!;
+        const d = b.map((x, i) => x - a[i]!);
+        return `${mode} ${median(d).toFixed(2).padStart(6)} (lower in ${d.filter((x) => x < 0).length} of ${d.length})`;
+      });
+      console.log(`  ${item.name.padEnd(pad)} ${parts.join("   ")}`);
+    }
+  }
+}
