@@ -265,12 +265,14 @@ export class App implements Services {
       const st = cache.stats();
       const hits: Record<string, number> = {};
       const misses: Record<string, number> = {};
+      const stale: Record<string, number> = {};
       // (a bucket a reload removed keeps its counts: a counter never goes down)
       for (const [name, b] of Object.entries(cache.meteredCounts())) {
         hits[name] = b.hits;
         misses[name] = b.misses;
+        stale[name] = b.stale;
       }
-      return { hits, misses, evictions: st.total.evictions, bytes: st.total.bytes, items: st.total.items, coalesced: st.total.coalesced };
+      return { hits, misses, stale, evictions: st.total.evictions, bytes: st.total.bytes, items: st.total.items, coalesced: st.total.coalesced };
     });
     const tracer = new Tracer(config.tracing, { registry: metrics.registry, version: VERSION, log: (level, msg, fields) => log.log(level, msg, fields) });
     // The upstream connection pools outlive a reload (keep-alive connections to an unchanged

@@ -26,6 +26,8 @@ export interface BucketCounters {
   coalesced: number;
   /** Stale entry confirmed by a 304 from upstream (body not transferred again). */
   revalidated: number;
+  /** Stale entry answered because its revalidation failed (the store down, a 5xx: stale_if_error_seconds). */
+  stale: number;
   /** Passed through without using or filling the cache (range miss, oversize object). */
   bypassed: number;
 }
@@ -60,13 +62,14 @@ export interface PeerBus {
   publish(inv: RemoteInvalidation): Promise<void>;
 }
 
-const newCounters = (): BucketCounters => ({ hits: 0, misses: 0, coalesced: 0, revalidated: 0, bypassed: 0 });
+const newCounters = (): BucketCounters => ({ hits: 0, misses: 0, coalesced: 0, revalidated: 0, stale: 0, bypassed: 0 });
 /** Adds `c` into `into` (the totals, a removed bucket's retired counts). */
 function addCounters(into: BucketCounters, c: BucketCounters): void {
   into.hits += c.hits;
   into.misses += c.misses;
   into.coalesced += c.coalesced;
   into.revalidated += c.revalidated;
+  into.stale += c.stale;
   into.bypassed += c.bypassed;
 }
 const noop = () => {};
@@ -512,13 +515,14 @@ export class Cache {
    * Hits and misses per bucket since start, for the metrics (counters): the configured buckets'
    * and those of buckets a reload removed (a bucket removed and configured again counts on).
    */
-  meteredCounts(): Record<string, { hits: number; misses: number }> {
-    const out: Record<string, { hits: number; misses: number }> = {};
-    for (const [name, r] of this.retired) out[name] = { hits: r.hits, misses: r.misses };
+  meteredCounts(): Record<string, { hits: number; misses: number; stale: number }> {
+    const out: Record<string, { hits: number; misses: number; stale: number }> = {};
+    for (const [name, r] of this.retired) out[name] = { hits: r.hits, misses: r.misses, stale: r.stale };
     for (const [name, c] of this.counters) {
-      const o = (out[name] ??= { hits: 0, misses: 0 });
+      const o = (out[name] ??= { hits: 0, misses: 0, stale: 0 });
       o.hits += c.hits;
       o.misses += c.misses;
+      o.stale += c.stale;
     }
     return out;
   }
@@ -535,7 +539,7 @@ export class Cache {
 
   /**
    * Snapshot for GET /admin/cache/stats and for the metrics renderer:
-   * hits/misses/coalesced per bucket → yatagarasu_cache_{hits,misses,coalesced}_total{bucket};
+   * hits/misses/stale per bucket → yatagarasu_cache_{hits,misses,stale}_total{bucket}, coalesced → yatagarasu_cache_coalesced_total;
    * total.evictions/bytes/items → yatagarasu_cache_evictions_total, _bytes, _items.
    * items/bytes/evictions come from the first (memory) layer; `layers` has each layer's own.
    */

@@ -274,6 +274,8 @@ export function bucketCachePolicy(cfg: CacheConfig, bucket: Pick<BucketConfig, "
   const maxItemBytes = mb(Math.min(bucket.cache.max_item_size_mb ?? layerMax, layerMax));
   const policy: CachePolicy = { ttlSeconds: bucket.cache.ttl_seconds, defaultTtlSeconds: cfg.memory.default_ttl_seconds, maxItemBytes };
   const bufferBytes = Math.min(maxItemBytes, mb(bufferMb));
+  const stale = bucket.cache.stale_if_error_seconds ?? cfg.stale_if_error_seconds;
+  if (stale > 0) policy.staleIfErrorSeconds = stale;
   if (bufferBytes !== maxItemBytes) policy.bufferBytes = bufferBytes;
   if (bucket.s3 !== undefined) {
     const bodyMs = (bufferBytes / MiB) * 1000;

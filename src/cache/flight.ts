@@ -61,11 +61,17 @@ export interface CachePolicy {
   fillBodyMs?: number | undefined;
   /** A streamed body (bypass, streaming fill) is aborted when one read waits longer than this (ms). Default: never. */
   stallTimeoutMs?: number | undefined;
+  /**
+   * Bucket `cache.stale_if_error_seconds` (else the cache section's): how long past its expiry a
+   * stale entry answers (STALE) when its revalidation fails (staleOnError). Absent: never.
+   */
+  staleIfErrorSeconds?: number | undefined;
 }
 
 export type Shared =
   /** A 200 (fill) or 304 (revalidation) turned into an object every waiter can be served from; stored unless no-store/private. */
-  | { kind: "object"; obj: CachedObject; status: "MISS" | "REVALIDATED"; replica?: string | undefined }
+  /** (STALE: the stale entry itself, its revalidation failed: see staleOnError; nothing stored) */
+  | { kind: "object"; obj: CachedObject; status: "MISS" | "REVALIDATED" | "STALE"; replica?: string | undefined }
   /** Upstream answered something other than 200/304 (404, 403, 5xx...): replayed to every waiter, never stored. */
   | { kind: "replay"; status: number; headers: [string, string][]; body: Blob; replica?: string | undefined }
   /** Body too big to buffer: each request goes upstream on its own (the leader may use `stream`). */
@@ -130,6 +136,42 @@ async function bodyKept(cache: Cache, stale: CachedObject): Promise<boolean> {
   if (layer === undefined) return Bun.file(name).exists().catch(() => false);
   const now = await Promise.resolve(layer.get(stale.key)).catch(() => undefined);
   return now !== undefined && (now.body as Blob & { name?: string }).name === name;
+}
+
+/** Cache-Control directives under which a stored answer is never served stale (RFC 9111 §5.2.2.2, .4, .8, .10). */
+const NEVER_STALE = /(?:^|,)\s*(?:must-revalidate|proxy-revalidate|no-cache|s-maxage)\s*(?:[=,]|$)/i;
+/** Cache-Control's stale-if-error=N (RFC 5861 §4), its delta-seconds. */
+const STALE_IF_ERROR = /(?:^|,)\s*stale-if-error\s*=\s*"?(\d+)"?\s*(?:,|$)/i;
+
+/**
+ * Whether `stale` answers in place of a failed revalidation (`failure`: what the upstream call threw,
+ * or its answer, a status of 500 or more): only a failure of the store to answer about the object
+ * (no answer at all: refused, reset, timed out, the breaker open; or 500, 502, 503 (SlowDown
+ * included), 504: never 501, or a 403/404/412, which is the store's word on the object); only within
+ * `windowSeconds` past its expiry, the smaller of that and the stored Cache-Control's
+ * stale-if-error=N; never when that Cache-Control forbids a stale answer (must-revalidate,
+ * proxy-revalidate, no-cache, s-maxage); and only while its body can still be read (bodyKept).
+ */
+async function staleOnError(cache: Cache, stale: CachedObject, windowSeconds: number, failure: unknown, now: number): Promise<boolean> {
+  const status = failure instanceof Response ? failure.status : failure instanceof ProxyError ? failure.status : 0;
+  if (status !== 500 && status !== 502 && status !== 503 && status !== 504) return false;
+  const cc = stale.headers["cache-control"] ?? "";
+  if (NEVER_STALE.test(cc)) return false;
+  const asked = STALE_IF_ERROR.exec(cc);
+  const seconds = asked === null ? windowSeconds : Math.min(windowSeconds, Number(asked[1]));
+  if (now >= stale.expiresAt + seconds * 1000) return false;
+  return bodyKept(cache, stale);
+}
+
+/** `obj`, kept (keepUntil) for the bucket's stale_if_error_seconds past its expiry. */
+function kept(obj: CachedObject, policy: CachePolicy): CachedObject {
+  if (policy.staleIfErrorSeconds !== undefined) obj.keepUntil = obj.expiresAt + policy.staleIfErrorSeconds * 1000;
+  return obj;
+}
+
+/** The stale entry as every waiter's answer (STALE), kept as it is: neither stored again nor dropped. */
+function staleAnswer(stale: CachedObject): Fetched {
+  return { shared: { kind: "object", obj: stale, status: "STALE" } };
 }
 
 /** Reads at most `limit` bytes; past that, hands back a stream that replays what was read, then the rest. */
@@ -229,7 +271,17 @@ async function fetchAndShare(
   signal: AbortSignal,
 ): Promise<Fetched> {
   const epoch = fill.since;
-  let res = await upstream(stale !== undefined ? validatorsOf(stale) : {}, signal);
+  let res: Response;
+  try {
+    res = await upstream(stale !== undefined ? validatorsOf(stale) : {}, signal);
+  } catch (err) {
+    if (stale !== undefined && policy.staleIfErrorSeconds !== undefined && (await staleOnError(cache, stale, policy.staleIfErrorSeconds, err, now))) return staleAnswer(stale);
+    throw err;
+  }
+  if (res.status >= 500 && stale !== undefined && policy.staleIfErrorSeconds !== undefined && (await staleOnError(cache, stale, policy.staleIfErrorSeconds, res, now))) {
+    void res.body?.cancel();
+    return staleAnswer(stale);
+  }
   const bufferBytes = Math.min(policy.bufferBytes ?? policy.maxItemBytes, policy.maxItemBytes);
 
   if (res.status === 304 && stale !== undefined && (notTheStoredResponse(stale, res.headers) || !(await bodyKept(cache, stale)))) {
@@ -253,7 +305,7 @@ async function fetchAndShare(
     // (its Date, as a 304 updates the stored answer's; the stored one when it sent none)
     const date = upstreamDate(res.headers);
     // (0, none sent, when an earlier release's entry had none either: one kept from now on, storedExpiry)
-    const obj = makeObject(key, stale.body, headers, now, ttl, date === 0 ? (stale.date ?? 0) : date);
+    const obj = kept(makeObject(key, stale.body, headers, now, ttl, date === 0 ? (stale.date ?? 0) : date), policy);
     if (ttl === null) void cache.delete(key);
     const stored = ttl !== null && !cache.purgedSince(epoch, key) ? cache.put(obj, fill) : undefined;
     return { shared: { kind: "object", obj, status: "REVALIDATED", replica: replicaOf(res) }, stored };
@@ -322,7 +374,7 @@ async function fetchAndShare(
     }
     body = read;
   }
-  const obj = makeObject(key, body, pickHeaders(res.headers), now, ttl, upstreamDate(res.headers));
+  const obj = kept(makeObject(key, body, pickHeaders(res.headers), now, ttl, upstreamDate(res.headers)), policy);
   const shared: Fetched = { shared: { kind: "object", obj, status: "MISS", replica: replicaOf(res) } };
   if (ttl === null || body.size > bufferBytes) return superseded(shared);
   if (!cache.purgedSince(epoch, key)) shared.stored = cache.put(obj, fill);

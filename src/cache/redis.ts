@@ -353,9 +353,9 @@ export class RedisLayer implements CacheLayer {
     let value: Uint8Array | string = "";
     let ttl = 0;
     if (store && obj.body !== undefined && this.accepts(obj.size)) {
-      ttl = Math.floor(obj.expiresAt - Date.now());
+      ttl = Math.floor((obj.keepUntil ?? obj.expiresAt) - Date.now());
       if (ttl >= 1) value = encodeEntry(obj as CachedObject, new Uint8Array(await obj.body.arrayBuffer()), this.storeOf(obj.key) ?? undefined);
-      ttl = Math.floor(obj.expiresAt - Date.now());
+      ttl = Math.floor((obj.keepUntil ?? obj.expiresAt) - Date.now());
       if (ttl < 1) value = "";
     }
     if (value !== "") this.remember(obj.key);
@@ -475,8 +475,8 @@ export class RedisLayer implements CacheLayer {
     if (!this.accepts(obj.size)) return;
     const since = this.purges.now;
     const body = new Uint8Array(await obj.body.arrayBuffer());
-    const ttl = Math.floor(obj.expiresAt - Date.now());
-    // Expired (nothing to share), or purged while the body was read.
+    const ttl = Math.floor((obj.keepUntil ?? obj.expiresAt) - Date.now());
+    // Expired (nothing to share, nor kept for stale_if_error_seconds), or purged while the body was read.
     if (ttl < 1 || this.purges.purgedSince(since, obj.key)) return;
     this.remember(obj.key);
     const value = encodeEntry(obj, body, this.storeOf(obj.key) ?? undefined);

@@ -10,7 +10,7 @@ import { blobBodiesWanted, markBlobBody } from "../http/blob-body.ts";
 import { initialAge } from "./freshness.ts";
 import { isFileBody, type CachedObject, type ObjectMeta } from "./types.ts";
 
-export type ObjectStatus = "HIT" | "MISS" | "REVALIDATED";
+export type ObjectStatus = "HIT" | "MISS" | "REVALIDATED" | "STALE";
 
 /** Headers a 304 repeats from the 200 it stands for (RFC 9110 §15.4.5). */
 const NOT_MODIFIED_HEADERS = ["etag", "last-modified", "cache-control", "expires"];

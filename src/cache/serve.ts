@@ -4,7 +4,8 @@
  *
  * fresh entry                → HIT: 200/206/304 from memory (412/416 thrown as ProxyError)
  * stale entry                → revalidate (If-None-Match / If-Modified-Since), coalesced:
- *                              304 → REVALIDATED (expiry refreshed, body kept); 200 → MISS (replaced)
+ *                              304 → REVALIDATED (expiry refreshed, body kept); 200 → MISS (replaced);
+ *                              no answer or a 5xx, within stale_if_error_seconds → STALE (the entry as it is)
  * no entry, no Range         → fill, coalesced: 200 ≤ max item → buffered, stored, MISS
  *                              (no-store/private: served, not stored, still MISS)
  * no entry, Range            → joins a fill already in flight, else BYPASS: the range goes upstream, nothing stored
@@ -30,7 +31,7 @@ import { notModified, respondFromFill, respondFromObject } from "./respond.ts";
 import type { CachedObject, MaybePromise, SharedWait } from "./types.ts";
 import type { Span } from "../observe/trace/span.ts";
 
-export type CacheStatus = "HIT" | "MISS" | "BYPASS" | "REVALIDATED";
+export type CacheStatus = "HIT" | "MISS" | "BYPASS" | "REVALIDATED" | "STALE";
 
 export interface ServeArgs {
   cache: Cache;
@@ -249,6 +250,7 @@ async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ra
   const shared: Shared = outcome.shared;
   if (shared.kind === "object") {
     if (shared.status === "REVALIDATED") counters.revalidated++;
+    else if (shared.status === "STALE") counters.stale++;
     else counters.misses++;
     const response = respondFromObject(shared.obj, args.reqHeaders, args.method, now, shared.status);
     return { response, cacheStatus: shared.status, upstreamCalls: calls, passthrough: false, replica: shared.replica };

@@ -42,6 +42,12 @@ export interface CachedObject {
   /** Body size in bytes. */
   size: number;
   /**
+   * Epoch ms until which a layer that drops entries at their expiry (Redis, its PX) keeps this one:
+   * expiresAt plus the bucket's stale_if_error_seconds, so that a stale copy is there to answer
+   * while the store fails. Undefined: until expiresAt.
+   */
+  keepUntil?: number | undefined;
+  /**
    * Derived per-process data (prebuilt response headers), filled lazily by the serving code.
    * Layers must not persist it; a layer that returns fresh objects simply rebuilds it.
    */

@@ -195,6 +195,8 @@ const BucketCacheSchema = z.strictObject({
   enabled: z.boolean().default(false),
   ttl_seconds: nonNegInt.optional(),
   max_item_size_mb: z.number().positive().optional(),
+  /** How long past its expiry a stale copy may answer while the store fails (0: never); default: the cache section's. */
+  stale_if_error_seconds: nonNegInt.optional(),
 });
 
 const IpFilterSchema = z.strictObject({
@@ -441,6 +443,8 @@ export const CacheSchema = z
       .transform((m) => ({ ...m, max_item_size_mb: m.max_item_size_mb ?? Math.min(10, m.max_cache_size_mb) })),
     disk: DiskCacheSchema.optional(),
     redis: RedisCacheSchema.optional(),
+    /** Every cached bucket's stale_if_error_seconds unless it sets its own (0: off). */
+    stale_if_error_seconds: nonNegInt.default(0),
   });
 export type CacheConfig = z.infer<typeof CacheSchema>;
 

@@ -87,5 +87,5 @@ function cacheLayers(c: Config): string {
       const r = c.cache.redis;
       return `redis ${r ? printableUrl(r.url) : ""} (items<=${r?.max_item_size_mb} MiB)`;
     })
-    .join(" → ") + `, ttl ${m.default_ttl_seconds}s`;
+    .join(" → ") + `, ttl ${m.default_ttl_seconds}s` + (c.cache.stale_if_error_seconds > 0 ? `, stale-if-error ${c.cache.stale_if_error_seconds}s` : "");
 }

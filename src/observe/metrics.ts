@@ -35,6 +35,8 @@ export type ReloadResult = "success" | "failure";
 export interface CacheStats {
   hits: Record<string, number>;
   misses: Record<string, number>;
+  /** Stale copies answered while the store failed (stale_if_error_seconds), by bucket. */
+  stale?: Record<string, number>;
   evictions: number;
   bytes: number;
   items: number;
@@ -135,6 +137,7 @@ export class Metrics {
   private readonly errorCodes = new Set<string>();
   private readonly cacheHits = this.r.counter("yatagarasu_cache_hits_total", "Cache lookups that found the object.", ["bucket"]);
   private readonly cacheMisses = this.r.counter("yatagarasu_cache_misses_total", "Cache lookups that did not find the object.", ["bucket"]);
+  private readonly cacheStale = this.r.counter("yatagarasu_cache_stale_total", "Expired cached objects answered (X-Cache: STALE) because the store failed to revalidate them (stale_if_error_seconds).", ["bucket"]);
   private readonly cacheEvictions = this.r.counter("yatagarasu_cache_evictions_total", "Objects evicted from the cache.").labels();
   private readonly cacheBytes = this.r.gauge("yatagarasu_cache_bytes", "Bytes currently held by the cache.").labels();
   private readonly cacheItems = this.r.gauge("yatagarasu_cache_items", "Objects currently held by the cache.").labels();
@@ -356,6 +359,8 @@ export class Metrics {
     this.cacheMisses.clear();
     for (const [b, n] of Object.entries(st.hits)) this.cacheHits.labels(this.known.has(b) ? b : "_none").value += n;
     for (const [b, n] of Object.entries(st.misses)) this.cacheMisses.labels(this.known.has(b) ? b : "_none").value += n;
+    this.cacheStale.clear();
+    for (const [b, n] of Object.entries(st.stale ?? {})) if (n > 0) this.cacheStale.labels(this.known.has(b) ? b : "_none").value += n;
     this.cacheEvictions.value = st.evictions;
     this.cacheBytes.set(st.bytes);
     this.cacheItems.set(st.items);

@@ -115,6 +115,16 @@ describe("policy", () => {
     expect(bucketCachePolicy(cfg, { cache: { enabled: true }, s3: { timeout: 20 } })!.fillBodyMs).toBeUndefined();
   });
 
+  test("stale_if_error_seconds: the bucket's, else the cache section's (default 0: off, absent from the policy); negative or fractional refused", () => {
+    expect(bucketCachePolicy(cfg, { cache: { enabled: true } })!.staleIfErrorSeconds).toBeUndefined();
+    expect(bucketCachePolicy(cfg, { cache: { enabled: true, stale_if_error_seconds: 30 } })!.staleIfErrorSeconds).toBe(30);
+    const withDefault = CacheSchema.parse({ enabled: true, stale_if_error_seconds: 600 });
+    expect(bucketCachePolicy(withDefault, { cache: { enabled: true } })!.staleIfErrorSeconds).toBe(600);
+    expect(bucketCachePolicy(withDefault, { cache: { enabled: true, stale_if_error_seconds: 0 } })!.staleIfErrorSeconds).toBeUndefined();
+    expect(CacheSchema.safeParse({ stale_if_error_seconds: -1 }).success).toBe(false);
+    expect(CacheSchema.safeParse({ stale_if_error_seconds: 1.5 }).success).toBe(false);
+  });
+
   test("disk only: buffered up to memory.max_item_size_mb, larger objects stream to disk", () => {
     const disk = CacheSchema.parse({ enabled: true, cache_layers: ["disk"], memory: { max_item_size_mb: 3 }, disk: { path: "/c" } });
     expect(bucketCachePolicy(disk, { cache: { enabled: true } })).toMatchObject({ maxItemBytes: 1024 * MiB, bufferBytes: 3 * MiB });

@@ -11,6 +11,7 @@ import { Cache } from "../../src/cache/cache.ts";
 import { DiskLayer } from "../../src/cache/disk.ts";
 import { capFreshness } from "../../src/cache/freshness.ts";
 import { MemoryLayer } from "../../src/cache/memory.ts";
+import { ProxyError } from "../../src/errors.ts";
 import { serveWithCache, type ServeArgs } from "../../src/cache/serve.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { bytesOf, controlledUpstream, instantUpstream } from "./helpers.ts";
@@ -294,6 +295,41 @@ describe("revalidation of a disk entry", () => {
     expect(r.cacheStatus).toBe("REVALIDATED");
     expect(new Uint8Array(await r.response.arrayBuffer())).toEqual(bytesOf(BIG));
     expect(up.calls).toHaveLength(2);
+  });
+});
+
+describe("stale_if_error_seconds on a disk entry", () => {
+  const stalePolicy = { ...policy, staleIfErrorSeconds: 60 };
+  const serveStale = (upstream: ServeArgs["upstream"]) => serveWithCache({ cache, bucket: "b", key: "big.zip", method: "GET", reqHeaders: new Headers(), policy: stalePolicy, upstream });
+
+  /** A disk-only entry (too big for memory), stale at once; its revalidation then fails with `failure`. */
+  async function revalidationFails(failure: (up: ReturnType<typeof controlledUpstream>) => void, before?: () => unknown) {
+    const up = controlledUpstream();
+    const first = serveStale(up.fn);
+    await waitFor(() => up.waiting === 1);
+    up.respond(new Response(body(BIG), { headers: headers(BIG, { "cache-control": "max-age=0" }) }));
+    await (await first).response.arrayBuffer();
+    await committed();
+    const second = serveStale(up.fn).catch((err: unknown) => err);
+    await waitFor(() => up.waiting === 1, { message: "the conditional GET" });
+    await before?.();
+    failure(up);
+    return second;
+  }
+
+  test("the store unreachable: the stale file answers, STALE, whole", async () => {
+    const r = await revalidationFails((up) => up.fail(new ProxyError("UpstreamUnreachable")));
+    expect((r as { cacheStatus: string }).cacheStatus).toBe("STALE");
+    const res = (r as { response: Response }).response;
+    expect([res.status, res.headers.get("x-cache"), res.headers.get("content-length")]).toEqual([200, "STALE", String(BIG)]);
+    expect(new Uint8Array(await res.arrayBuffer())).toEqual(bytesOf(BIG));
+    expect(cache.counter("b").stale).toBe(1);
+  });
+
+  test("its file evicted while the store was asked: the failure is the answer, not a short stale body", async () => {
+    const r = await revalidationFails((up) => up.respond(new Response("<Error><Code>SlowDown</Code></Error>", { status: 503 })), () => disk.delete("b/big.zip"));
+    expect((r as { cacheStatus: string }).cacheStatus).toBe("MISS");
+    expect((r as { response: Response }).response.status).toBe(503);
   });
 });
 

@@ -210,8 +210,8 @@ describe("stats", () => {
     await serve(up.fn, { bucket: "c" });
     const s = cache.stats();
     const e = memory.stats().bytes / 2;
-    expect(s.total).toEqual({ hits: 1, misses: 2, coalesced: 0, revalidated: 0, bypassed: 0, evictions: 0, items: 2, bytes: 2 * e });
-    expect(s.buckets.a).toEqual({ hits: 1, misses: 1, coalesced: 0, revalidated: 0, bypassed: 0, evictions: 0, items: 1, bytes: e });
+    expect(s.total).toEqual({ hits: 1, misses: 2, coalesced: 0, revalidated: 0, stale: 0, bypassed: 0, evictions: 0, items: 2, bytes: 2 * e });
+    expect(s.buckets.a).toEqual({ hits: 1, misses: 1, coalesced: 0, revalidated: 0, stale: 0, bypassed: 0, evictions: 0, items: 1, bytes: e });
     expect(s.layers.memory).toMatchObject({ items: 2, bytes: 2 * e, evictions: 0 });
   });
 });

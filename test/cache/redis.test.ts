@@ -9,6 +9,7 @@ import { Cache } from "../../src/cache/cache.ts";
 import { MemoryLayer } from "../../src/cache/memory.ts";
 import { RedisLayer } from "../../src/cache/redis.ts";
 import { encodeEntry } from "../../src/cache/redis-format.ts";
+import { ProxyError } from "../../src/errors.ts";
 import { serveWithCache } from "../../src/cache/serve.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -343,6 +344,25 @@ describe("the store each entry was read from", () => {
 });
 
 describe("replicas", () => {
+  test("stale_if_error_seconds: an entry stale at once is kept in Redis for the window, and another replica answers it STALE while the store fails", async () => {
+    const prefix = "stale1:";
+    const a = new Cache([new MemoryLayer(1 << 20, 1 << 20), await layer({ prefix })]);
+    const b = new Cache([new MemoryLayer(1 << 20, 1 << 20), await layer({ prefix })]);
+    const up = instantUpstream(() => new Response(bytesOf(300), { headers: { etag: '"s"', "content-length": "300", "cache-control": "max-age=0" } }));
+    const args = { bucket: "b", key: "k", method: "GET" as const, reqHeaders: new Headers(), policy: { defaultTtlSeconds: 60, maxItemBytes: 1 << 20, staleIfErrorSeconds: 60 } };
+    expect((await serveWithCache({ ...args, cache: a, upstream: up.fn })).cacheStatus).toBe("MISS");
+    await waitFor(() => raw.exists(prefix + "obj:b/k"), { message: "the fill to reach Redis" });
+    expect(Number(await raw.send("PTTL", [prefix + "obj:b/k"]))).toBeGreaterThan(50_000);
+    const down = async () => {
+      throw new ProxyError("UpstreamUnreachable");
+    };
+    const onB = await serveWithCache({ ...args, cache: b, upstream: down });
+    expect([onB.cacheStatus, onB.response.headers.get("x-cache")]).toEqual(["STALE", "STALE"]);
+    expect(new Uint8Array(await onB.response.arrayBuffer())).toEqual(bytesOf(300));
+    await a.idle();
+    await b.idle();
+  });
+
   test("a fill through one replica is a Redis HIT on another, then promoted to its memory", async () => {
     const prefix = "rep1:";
     const a = new Cache([new MemoryLayer(1 << 20, 1 << 20), await layer({ prefix })]);

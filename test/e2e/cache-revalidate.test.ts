@@ -2,7 +2,9 @@
  * The cache's upstream contract on the real path: the upstream answers every HTTP status (a 404
  * included) and the cache decides what it means. An object deleted upstream, then revalidated,
  * is a 404 for the client and is dropped from the cache: the next version is a MISS, never the
- * old bytes.
+ * old bytes. With stale_if_error_seconds, a revalidation the store fails to answer (no answer, a
+ * 5xx, the breaker open) is answered from the stale copy (STALE) within the window; its word on the
+ * object (404, 403) never is.
  */
 import { afterAll, beforeAll, expect, test, setDefaultTimeout } from "bun:test";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
@@ -19,9 +21,17 @@ let px: ProxyProcess;
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "reval" }], credentials: [{ ...KEY, buckets: ["reval"] }] });
+  const creds = { bucket: "reval", endpoint: s3.endpoint, key: KEY.accessKeyId, secret: KEY.secretAccessKey };
+  // (one attempt: a store failure is answered at once)
+  const stale = (seconds: number, s3Extra = "") => `    cache: { enabled: true, stale_if_error_seconds: ${seconds} }\n    s3: { bucket: reval, endpoint: "${s3.endpoint}", access_key: "${KEY.accessKeyId}", secret_key: "${KEY.secretAccessKey}", retry: { max_attempts: 1 }${s3Extra} }\n`;
+  const staleBucket = (name: string, seconds: number, s3Extra = "") => `  - name: ${name}\n    path_prefix: /${name}\n` + stale(seconds, s3Extra);
   px = await startProxy(
-    `server: { address: 127.0.0.1, port: 0 }\ncache: { enabled: true }\nbuckets:\n` +
-      bucketYaml({ name: "c", prefix: "/c", bucket: "reval", endpoint: s3.endpoint, key: KEY.accessKeyId, secret: KEY.secretAccessKey, extra: "    cache: { enabled: true }\n" }),
+    `server: { address: 127.0.0.1, port: 0 }\nmetrics: { enabled: true, address: 127.0.0.1, port: 0 }\ncache: { enabled: true }\nbuckets:\n` +
+      bucketYaml({ name: "c", prefix: "/c", ...creds, extra: "    cache: { enabled: true }\n" }) +
+      staleBucket("s", 60) +
+      staleBucket("sw", 1) +
+      staleBucket("sb", 60, ", circuit_breaker: { failure_threshold: 1, timeout_seconds: 60 }") +
+      staleBucket("st", 60, ", timeout: 0.3"),
   );
 });
 afterAll(async () => {
@@ -107,4 +117,152 @@ test("an object rewritten in place with the same bytes and new metadata (same ET
   // and it is what is stored now: the next revalidation (a plain 304) keeps it
   const third = await fetch(px.url("/c/meta.txt"));
   expect([third.headers.get("x-cache"), third.headers.get("content-type"), third.headers.get("x-amz-meta-v")]).toEqual(["REVALIDATED", "text/html", "new"]);
+});
+
+/** Puts `key` (stale at once: max-age=0 unless `cacheControl` says otherwise) and fills bucket `b`'s cache with it. */
+async function cached(b: string, key: string, body: string, cacheControl = "max-age=0"): Promise<string> {
+  await s3.put("reval", key, body, { cacheControl });
+  const first = await fetch(px.url(`/${b}/${key}`));
+  expect([first.status, first.headers.get("x-cache"), await first.text()]).toEqual([200, "MISS", body]);
+  return first.headers.get("etag")!;
+}
+
+test("stale_if_error_seconds: a stale entry whose revalidation fails (500, 502, 503 SlowDown, 504, a reset) is answered STALE with its Age; the store back, the next GET revalidates it", async () => {
+  const kinds = [
+    ["500", { kind: "error500" }],
+    ["502", { kind: "error", status: 502, code: "BadGateway" }],
+    ["slowdown", { kind: "slowdown" }],
+    ["504", { kind: "error", status: 504, code: "GatewayTimeout" }],
+    ["reset", { kind: "reset" }],
+  ] as const;
+  await Promise.all(
+    kinds.map(async ([name, fault]) => {
+      const key = `stale-${name}.txt`;
+      await cached("s", key, `old ${name}`);
+      s3.faults.set(`/reval/${key}`, fault);
+      try {
+        const res = await fetch(px.url(`/s/${key}`));
+        expect([name, res.status, res.headers.get("x-cache"), await res.text()]).toEqual([name, 200, "STALE", `old ${name}`]);
+        expect(Number(res.headers.get("age"))).toBeGreaterThanOrEqual(0);
+        expect(s3.faults.hits(`/reval/${key}`)).toBeGreaterThanOrEqual(1); // (the store was asked)
+      } finally {
+        s3.faults.delete(`/reval/${key}`);
+      }
+      const back = await fetch(px.url(`/s/${key}`));
+      expect([name, back.status, back.headers.get("x-cache"), await back.text()]).toEqual([name, 200, "REVALIDATED", `old ${name}`]);
+    }),
+  );
+  const log = px.logs().find((l) => l.msg === "request" && l.path === "/s/stale-500.txt" && l.cache === "STALE");
+  expect(log?.status).toBe(200);
+  const text = await (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
+  expect(text).toContain('yatagarasu_cache_stale_total{bucket="s"} 5');
+});
+
+test("stale_if_error_seconds: a revalidation the store does not answer within s3.timeout is answered STALE", async () => {
+  await cached("st", "slow.txt", "old slow");
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  s3.faults.set("/reval/slow.txt", { kind: "delay", ms: 30_000, until: held });
+  try {
+    const res = await fetch(px.url("/st/slow.txt"));
+    expect([res.status, res.headers.get("x-cache"), await res.text()]).toEqual([200, "STALE", "old slow"]);
+  } finally {
+    s3.faults.delete("/reval/slow.txt");
+    release();
+  }
+});
+
+test("a stale answer takes Range, HEAD and conditionals as a hit does; a changed object is served new once the store answers", async () => {
+  const etag = await cached("s", "stale-forms.txt", "0123456789");
+  s3.faults.set("/reval/stale-forms.txt", { kind: "error500" });
+  try {
+    const ranged = await fetch(px.url("/s/stale-forms.txt"), { headers: { range: "bytes=2-4" } });
+    expect([ranged.status, ranged.headers.get("x-cache"), ranged.headers.get("content-range"), await ranged.text()]).toEqual([206, "STALE", "bytes 2-4/10", "234"]);
+    const head = await fetch(px.url("/s/stale-forms.txt"), { method: "HEAD" });
+    expect([head.status, head.headers.get("x-cache"), head.headers.get("content-length"), await head.text()]).toEqual([200, "STALE", "10", ""]);
+    const same = await fetch(px.url("/s/stale-forms.txt"), { headers: { "if-none-match": etag } });
+    expect([same.status, same.headers.get("x-cache"), same.headers.get("etag")]).toEqual([304, "STALE", etag]);
+    const other = await fetch(px.url("/s/stale-forms.txt"), { headers: { "if-match": '"nope"' } });
+    expect([other.status, other.headers.get("x-cache")]).toEqual([412, "STALE"]);
+  } finally {
+    s3.faults.delete("/reval/stale-forms.txt");
+  }
+  await s3.put("reval", "stale-forms.txt", "new bytes", { cacheControl: "max-age=0" });
+  const fresh = await fetch(px.url("/s/stale-forms.txt"));
+  expect([fresh.status, fresh.headers.get("x-cache"), await fresh.text()]).toEqual([200, "MISS", "new bytes"]);
+});
+
+test("stale_if_error_seconds: never in place of the store's word on the object (404, 403, 412), nor by default, nor when the object's Cache-Control forbids it or its stale-if-error is shorter", async () => {
+  const answers = [
+    ["404", { kind: "error", status: 404, code: "NoSuchKey" }, 404],
+    ["403", { kind: "error", status: 403, code: "AccessDenied" }, 403],
+    // (a 412 to a GET that asked no If-Match is no answer a client could use: 502, as uncached)
+    ["412", { kind: "error", status: 412, code: "PreconditionFailed" }, 502],
+  ] as const;
+  for (const [name, fault, status] of answers) {
+    await cached("s", `word-${name}.txt`, "old");
+    s3.faults.set(`/reval/word-${name}.txt`, fault);
+    try {
+      const res = await fetch(px.url(`/s/word-${name}.txt`));
+      expect([name, res.status, res.headers.get("x-cache")]).toEqual([name, status, "MISS"]);
+      expect(await res.text()).not.toContain("old");
+    } finally {
+      s3.faults.delete(`/reval/word-${name}.txt`);
+    }
+  }
+  // off by default (bucket c sets nothing), forbidden by the object, or its own window of 0 seconds
+  const cases = [
+    ["c", "off.txt", "max-age=0"],
+    ["s", "must.txt", "max-age=0, must-revalidate"],
+    ["s", "nocache.txt", "no-cache"],
+    ["s", "sie0.txt", "max-age=0, stale-if-error=0"],
+  ] as const;
+  for (const [b, key, cc] of cases) {
+    await cached(b, key, "old", cc);
+    s3.faults.set(`/reval/${key}`, { kind: "error500" });
+    try {
+      const res = await fetch(px.url(`/${b}/${key}`));
+      expect([key, res.status, res.headers.get("x-cache")]).toEqual([key, 502, "MISS"]);
+      expect(await res.text()).not.toContain("old");
+    } finally {
+      s3.faults.delete(`/reval/${key}`);
+    }
+  }
+});
+
+test("stale_if_error_seconds: 1 serves the stale copy for 1 s past its expiry only", async () => {
+  await cached("sw", "window.txt", "old");
+  const stored = Date.now();
+  s3.faults.set("/reval/window.txt", { kind: "error500" });
+  try {
+    const res = await fetch(px.url("/sw/window.txt"));
+    expect([res.headers.get("x-cache"), await res.text()]).toEqual(["STALE", "old"]);
+    let last: Response | undefined;
+    await waitFor(async () => {
+      last = await fetch(px.url("/sw/window.txt"));
+      await last.arrayBuffer();
+      return last.headers.get("x-cache") !== "STALE";
+    }, { timeoutMs: 5000, intervalMs: 100, message: "the window to end" });
+    expect([last!.status, last!.headers.get("x-cache")]).toEqual([502, "MISS"]);
+    expect(Date.now() - stored).toBeGreaterThanOrEqual(900);
+  } finally {
+    s3.faults.delete("/reval/window.txt");
+  }
+});
+
+test("stale_if_error_seconds with the bucket's circuit breaker open: the stale copy answers without the store being asked", async () => {
+  await cached("sb", "breaker.txt", "old");
+  s3.faults.set("/reval/breaker.txt", { kind: "error500" });
+  try {
+    const res = await fetch(px.url("/sb/breaker.txt"));
+    expect([res.headers.get("x-cache"), await res.text()]).toEqual(["STALE", "old"]);
+  } finally {
+    s3.faults.delete("/reval/breaker.txt");
+  }
+  // (failure_threshold 1: open now; the store, healthy again, is not asked for 60 s)
+  const asked = () => s3.requests.filter((e) => e.pathname === "/reval/breaker.txt").length;
+  const before = asked();
+  const open = await fetch(px.url("/sb/breaker.txt"));
+  expect([open.status, open.headers.get("x-cache"), await open.text()]).toEqual([200, "STALE", "old"]);
+  expect(asked()).toBe(before);
 });

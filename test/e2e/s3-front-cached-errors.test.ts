@@ -37,6 +37,7 @@ cache: { enabled: true }
 buckets:
   - { name: plain, path_prefix: /plain, ${up} }
   - { name: cached, path_prefix: /cached, ${up}, cache: { enabled: true } }
+  - { name: stale, path_prefix: /stale, ${up.replace(" }", ", retry: { max_attempts: 1 } }")}, cache: { enabled: true, stale_if_error_seconds: 60 } }
 s3_api:
   enabled: true
   engine: ${engine}
@@ -44,7 +45,7 @@ s3_api:
   port: 0
   region: us-east-1
   credentials:
-    - { access_key_id: "${CLIENT.accessKeyId}", secret_access_key: "${CLIENT.secretAccessKey}", identity: c, buckets: { plain: [read, list], cached: [read, list] } }
+    - { access_key_id: "${CLIENT.accessKeyId}", secret_access_key: "${CLIENT.secretAccessKey}", identity: c, buckets: { plain: [read, list], cached: [read, list], stale: [read] } }
 `,
         s3,
         true,
@@ -138,6 +139,26 @@ s3_api:
         expect(await same("HEAD", "missing.txt")).toStartWith("404 ");
         expect(await same("HEAD", "argument.txt")).toStartWith("400 ");
         expect(await same("HEAD", "denied.txt")).toStartWith("403 ");
+      },
+      T,
+    );
+
+    test(
+      "stale_if_error_seconds: GetObject and HeadObject of an expired object whose store fails are answered STALE from the cache",
+      async () => {
+        const key = `stale-${engine}.txt`;
+        await s3.put("data", key, "old bytes", { cacheControl: "max-age=0" });
+        const first = await signedFetch(env, { method: "GET", path: `/stale/${key}`, creds: CLIENT });
+        expect([first.status, first.headers.get("x-cache"), await first.text()]).toEqual([200, "MISS", "old bytes"]);
+        s3.faults.set(`/data/${key}`, { kind: "slowdown" });
+        try {
+          const get = await signedFetch(env, { method: "GET", path: `/stale/${key}`, creds: CLIENT });
+          expect([get.status, get.headers.get("x-cache"), await get.text()]).toEqual([200, "STALE", "old bytes"]);
+          const head = await signedFetch(env, { method: "HEAD", path: `/stale/${key}`, creds: CLIENT });
+          expect([head.status, head.headers.get("x-cache"), head.headers.get("content-length")]).toEqual([200, "STALE", "9"]);
+        } finally {
+          s3.faults.delete(`/data/${key}`);
+        }
       },
       T,
     );

@@ -116,6 +116,7 @@ const EXPECTED: [string, string][] = [
   ["yatagarasu_build_info", "gauge"],
   ["yatagarasu_cache_hits_total", "counter"],
   ["yatagarasu_cache_misses_total", "counter"],
+  ["yatagarasu_cache_stale_total", "counter"],
   ["yatagarasu_cache_evictions_total", "counter"],
   ["yatagarasu_cache_bytes", "gauge"],
   ["yatagarasu_cache_items", "gauge"],
@@ -351,7 +352,7 @@ describe("Metrics", () => {
 
   test("cache metrics come from the collector at scrape time", () => {
     const m = make();
-    let stats: CacheStats = { hits: { photos: 5, ghost: 1 }, misses: { photos: 2, docs: 3 }, evictions: 4, bytes: 1024, items: 9, coalesced: 6 };
+    let stats: CacheStats = { hits: { photos: 5, ghost: 1 }, misses: { photos: 2, docs: 3 }, stale: { photos: 2, docs: 0 }, evictions: 4, bytes: 1024, items: 9, coalesced: 6 };
     let fail = false;
     m.setCacheCollector(() => {
       if (fail) throw new Error("cache busy");
@@ -361,6 +362,8 @@ describe("Metrics", () => {
     expect(find(p, "yatagarasu_cache_hits_total", { bucket: "photos" })).toBe(5);
     expect(find(p, "yatagarasu_cache_hits_total", { bucket: "_none" })).toBe(1);
     expect(find(p, "yatagarasu_cache_misses_total", { bucket: "docs" })).toBe(3);
+    expect(find(p, "yatagarasu_cache_stale_total", { bucket: "photos" })).toBe(2);
+    expect(find(p, "yatagarasu_cache_stale_total", { bucket: "docs" })).toBeUndefined();
     expect(find(p, "yatagarasu_cache_evictions_total")).toBe(4);
     expect(find(p, "yatagarasu_cache_bytes")).toBe(1024);
     expect(find(p, "yatagarasu_cache_items")).toBe(9);
