@@ -21,3 +21,31 @@ export const rawStatus = (r: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exe
 
 /** The status codes of every answer in a raw byte stream (pipelined answers), in order. */
 export const rawStatuses = (raw: string): number[] => [...raw.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+
+/** Writes `head` and resolves with every byte the server sent until the connection closed, and how it closed (an error's code, or "end"). */
+export function rawExchange(port: number, head: string): Promise<{ bytes: Buffer; closed: string }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let closed = "end";
+    const sock = connect(port, "127.0.0.1", () => sock.write(head));
+    sock.on("data", (d: Buffer) => chunks.push(d));
+    sock.on("error", (e: NodeJS.ErrnoException) => (closed = e.code ?? e.message));
+    sock.on("close", () => resolve({ bytes: Buffer.concat(chunks), closed }));
+  });
+}
+
+/** The payload bytes a chunked body (what follows the head) carries, and whether its last chunk arrived. */
+export function chunkedPayload(body: string): { bytes: number; complete: boolean } {
+  let at = 0;
+  let bytes = 0;
+  for (;;) {
+    const eol = body.indexOf("\r\n", at);
+    if (eol < 0) return { bytes, complete: false };
+    const size = parseInt(body.slice(at, eol), 16);
+    if (size === 0) return { bytes, complete: true };
+    const got = Math.min(size, body.length - eol - 2);
+    bytes += got;
+    if (got < size) return { bytes, complete: false };
+    at = eol + 2 + size + 2;
+  }
+}
