@@ -11,7 +11,7 @@ import { afterAll, beforeAll } from "bun:test";
 export type Fault =
   /** A complete answer with a Content-Length. */
   | { kind: "whole"; status: number; body: string; headers?: Record<string, string>; reason?: string }
-  /** A head announcing `length` (Content-Length) or chunked, then `body`'s first `send` bytes (and `tail`'s raw bytes, in the same write), then `then`. */
+  /** A head announcing `length` (Content-Length) or chunked, then `body`'s first `send` bytes (and `tail`'s raw bytes, in the same write), then, once all of it is written (however large: the socket's backpressure is waited out), `then`. */
   | { kind: "cut"; status: number; body: string; send: number; chunked?: boolean; length?: number; tail?: string; then: "close" | "stall"; headers?: Record<string, string> }
   /** A chunked body sent one byte every `everyMs`. */
   | { kind: "trickle"; status: number; body: string; everyMs: number; headers?: Record<string, string> };
@@ -27,16 +27,60 @@ export interface FaultUpstream {
   stop(): void;
 }
 
+interface Conn {
+  buf: string;
+  timer?: ReturnType<typeof setInterval>;
+  /** What the socket has not taken yet (Bun's write takes what fits and returns how much). */
+  pending: Uint8Array[];
+  /** Called once `pending` is written out. */
+  sent?: () => void;
+}
+type Sock = import("bun").Socket<Conn>;
+
+/** Writes `bytes` (a string as UTF-8) after what is pending, keeping what the socket does not take for its drain. */
+function out(s: Sock, bytes: string | Uint8Array): void {
+  let b = typeof bytes === "string" ? Buffer.from(bytes) : bytes;
+  if (s.data.pending.length === 0) {
+    const n = s.write(b);
+    if (n >= b.byteLength) return;
+    b = b.subarray(Math.max(0, n));
+  }
+  s.data.pending.push(b);
+}
+
+function flush(s: Sock): void {
+  const d = s.data;
+  while (d.pending.length > 0) {
+    const b = d.pending[0]!;
+    const n = s.write(b);
+    if (n < b.byteLength) {
+      d.pending[0] = b.subarray(Math.max(0, n));
+      return;
+    }
+    d.pending.shift();
+  }
+  const sent = d.sent;
+  d.sent = undefined;
+  sent?.();
+}
+
+/** Runs `fn` once everything written so far has gone to the socket. */
+function whenSent(s: Sock, fn: () => void): void {
+  if (s.data.pending.length === 0) fn();
+  else s.data.sent = fn;
+}
+
 export async function startFaultUpstream(decide: (req: FaultRequest) => Fault): Promise<FaultUpstream> {
   const requests: FaultRequest[] = [];
   const timers = new Set<ReturnType<typeof setInterval>>();
-  const server = Bun.listen<{ buf: string; timer?: ReturnType<typeof setInterval> }>({
+  const server = Bun.listen<Conn>({
     hostname: "127.0.0.1",
     port: 0,
     socket: {
       open(s) {
-        s.data = { buf: "" };
+        s.data = { buf: "", pending: [] };
       },
+      drain: flush,
       data(s, chunk) {
         s.data.buf += chunk.toString("latin1");
         for (;;) {
@@ -56,33 +100,35 @@ export async function startFaultUpstream(decide: (req: FaultRequest) => Fault): 
       error() {},
     },
   });
-  function answer(s: import("bun").Socket<{ buf: string; timer?: ReturnType<typeof setInterval> }>, req: FaultRequest, f: Fault): void {
+  function answer(s: Sock, req: FaultRequest, f: Fault): void {
     const extra = Object.entries(f.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join("");
     const body = Buffer.from(f.body);
     const head = (framing: string) => `HTTP/1.1 ${f.status} ${(f.kind === "whole" && f.reason) || "X"}\r\n${extra}Content-Type: application/xml\r\n${framing}\r\n`;
     const isHead = req.method === "HEAD";
     if (f.kind === "whole") {
-      s.write(head(`Content-Length: ${body.length}\r\n`));
-      if (!isHead) s.write(body);
+      out(s, head(`Content-Length: ${body.length}\r\n`));
+      if (!isHead) out(s, body);
       return;
     }
     if (f.kind === "cut") {
       const part = body.subarray(0, f.send);
-      if (f.chunked) s.write(head("Transfer-Encoding: chunked\r\n") + (part.length > 0 ? `${part.length.toString(16)}\r\n${part.toString("latin1")}\r\n` : "") + (f.tail ?? ""));
-      else s.write(head(`Content-Length: ${f.length ?? body.length}\r\n`) + (isHead ? "" : part.toString("latin1") + (f.tail ?? "")));
-      if (f.then === "close") s.end();
+      // (head, body and tail in one write, as a store sends them)
+      const tail = Buffer.from(f.tail ?? "");
+      if (f.chunked) out(s, Buffer.concat([Buffer.from(head("Transfer-Encoding: chunked\r\n") + (part.length > 0 ? `${part.length.toString(16)}\r\n` : "")), part, Buffer.from(part.length > 0 ? "\r\n" : ""), tail]));
+      else out(s, Buffer.concat([Buffer.from(head(`Content-Length: ${f.length ?? body.length}\r\n`)), ...(isHead ? [] : [part, tail])]));
+      if (f.then === "close") whenSent(s, () => s.end());
       return;
     }
-    s.write(head("Transfer-Encoding: chunked\r\n"));
+    out(s, head("Transfer-Encoding: chunked\r\n"));
     let i = 0;
     const t = setInterval(() => {
       if (i >= body.length) {
-        s.write("0\r\n\r\n");
+        out(s, "0\r\n\r\n");
         clearInterval(t);
         timers.delete(t);
         return;
       }
-      s.write(`1\r\n${String.fromCharCode(body[i++])}\r\n`);
+      out(s, Buffer.from([0x31, 13, 10, body[i++]!, 13, 10])); // "1\r\n", the byte, "\r\n"
     }, f.everyMs);
     timers.add(t);
     s.data.timer = t;
