@@ -276,6 +276,12 @@ describe("CopyObject across proxy buckets", () => {
       const b = await answerOf(await copy("/up/cond/y.txt", "/far/cond/x.txt", { "x-amz-copy-source-if-none-match": etag }));
       expect({ status: b.status, code: b.code }).toEqual({ status: 412, code: "PreconditionFailed" });
       expect(b.body).toContain("<Condition>x-amz-copy-source-If-None-Match</Condition>");
+      // `*` matches any source, streamed (far → up) or server-side (up → other: the store's 412, as S3's)
+      await s3.put("up", "cond/w.txt", "conditional");
+      for (const [dst, src] of [["/up/cond/y.txt", "/far/cond/x.txt"], ["/other/cond/y.txt", "/up/cond/w.txt"]]) {
+        const star = await answerOf(await copy(dst!, src!, { "x-amz-copy-source-if-none-match": "*" }));
+        expect([src, star.status, star.code, star.body.includes("<Condition>x-amz-copy-source-If-None-Match</Condition>")]).toEqual([src, 412, "PreconditionFailed", true]);
+      }
       expect(await s3.exists("up", "cond/y.txt")).toBe(false);
       const ok = await copy("/up/cond/y.txt", "/far/cond/x.txt", { "x-amz-copy-source-if-match": etag });
       expect(ok.status).toBe(200);
