@@ -79,6 +79,9 @@ test("a connection reset by S3 after the request went out → 502 BadGateway 'cl
   expect(r.status).toBe(502);
   expectCleanBody(r.body, "BadGateway");
   expect(r.body).toContain("The upstream connection closed before it answered");
+  // a HEAD alike (the fixture wrote a bare 200 head for it once, relayed as 200)
+  const head = await fetch(px.url("/faults/reset.txt"), { method: "HEAD" });
+  expect(head.status).toBe(502);
 });
 
 test("S3 slower than s3.timeout (0.5 s) → 504 GatewayTimeout", async () => {

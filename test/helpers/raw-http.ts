@@ -22,15 +22,22 @@ export const rawStatus = (r: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exe
 /** The status codes of every answer in a raw byte stream (pipelined answers), in order. */
 export const rawStatuses = (raw: string): number[] => [...raw.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
 
-/** Writes `head` and resolves with every byte the server sent until the connection closed, and how it closed (an error's code, or "end"). */
-export function rawExchange(port: number, head: string): Promise<{ bytes: Buffer; closed: string }> {
+/** Writes `head` and resolves with every byte the server sent until the connection closed, and how it closed (an error's code, or "end"; "timeout" when still open after `timeoutMs`). */
+export function rawExchange(port: number, head: string, timeoutMs = 10_000): Promise<{ bytes: Buffer; closed: string }> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let closed = "end";
     const sock = connect(port, "127.0.0.1", () => sock.write(head));
+    const t = setTimeout(() => {
+      closed = "timeout";
+      sock.destroy();
+    }, timeoutMs);
     sock.on("data", (d: Buffer) => chunks.push(d));
     sock.on("error", (e: NodeJS.ErrnoException) => (closed = e.code ?? e.message));
-    sock.on("close", () => resolve({ bytes: Buffer.concat(chunks), closed }));
+    sock.on("close", () => {
+      clearTimeout(t);
+      resolve({ bytes: Buffer.concat(chunks), closed });
+    });
   });
 }
 
