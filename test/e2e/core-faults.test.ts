@@ -84,6 +84,17 @@ test("a connection reset by S3 after the request went out → 502 BadGateway 'cl
   expect(head.status).toBe(502);
 });
 
+test("S3 cutting a body held whole (within buffer_threshold_bytes) after 1 of its 2 MiB → 502 BadGateway, logged UpstreamProtocolError", async () => {
+  await s3.put("faults", "cut.bin", new Uint8Array(2 * 1024 * 1024).fill(1));
+  s3.faults.set("/faults/cut.bin", { kind: "truncate", afterBytes: 1_000_000, times: 1 });
+  const r = await errorOf("/faults/cut.bin");
+  expect(r.status).toBe(502);
+  expectCleanBody(r.body, "BadGateway");
+  expect(r.body).toContain("The upstream connection failed while sending the object");
+  const line = await px.waitForLog((e) => e.msg === "request" && e.path === "/faults/cut.bin");
+  expect([line.status, line.upstream_error]).toEqual([502, "UpstreamProtocolError"]);
+});
+
 test("S3 slower than s3.timeout (0.5 s) → 504 GatewayTimeout", async () => {
   // S3 answers after 30 s (or once the test is done): without the timeout the 504 would come at
   // request_timeout (30 s), if at all. The bound (10 s) leaves a loaded host's pause several
