@@ -186,6 +186,19 @@ describe("permissions", () => {
     await refused(signed({ path: "/data/hello.txt", creds: LISTER }), 403, "AccessDenied");
   });
 
+  test("a sub-resource this front does not serve is 501 only once the request is authenticated and the bucket granted: unsigned, mis-signed or ungranted it is S3's 403 (it was 501 whoever asked)", async () => {
+    for (const sub of ["restore", "retention", "legal-hold", "torrent"]) {
+      await refused(send("GET", `/data/hello.txt?${sub}`, {}), 403, "AccessDenied");
+      await refused(signed({ path: "/data/hello.txt", query: { [sub]: "" }, creds: { ...APP, secretAccessKey: "not-the-secret-0123456789" } }), 403, "SignatureDoesNotMatch");
+      await refused(signed({ path: "/private/secret.txt", query: { [sub]: "" }, creds: LISTER }), 403, "AccessDenied");
+      await refused(signed({ path: "/data/hello.txt", query: { [sub]: "" } }), 501, "NotImplemented");
+    }
+    await refused(send("PUT", "/data/hello.txt?retention", {}), 403, "AccessDenied");
+    await refused(send("POST", "/data/hello.txt?select&select-type=2", {}), 403, "AccessDenied");
+    // (as get-object-acl, which the front serves, is refused to the same identity)
+    await refused(signed({ path: "/private/secret.txt", query: { acl: "" }, creds: LISTER }), 403, "AccessDenied");
+  });
+
   test("anonymous: a bucket with auth, a listing, ListBuckets → 403 AccessDenied", async () => {
     await refused(send("GET", "/private/secret.txt", {}), 403, "AccessDenied");
     await refused(send("GET", "/data/?list-type=2", {}), 403, "AccessDenied");

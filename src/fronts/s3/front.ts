@@ -14,7 +14,7 @@
  */
 import { guessedFromStatus, ProxyError } from "../../errors.ts";
 import { announcesBody, chunkedBodyEmpty, chunkedOnly, collapseRepeatedLength, REFUSED_BODY_CLOSE } from "../../http/body-policy.ts";
-import type { RequestContext } from "../../proxy/context.ts";
+import type { RequestContext, S3Action } from "../../proxy/context.ts";
 import { admit } from "../../proxy/phases/admit.ts";
 import { authorize, mayAlso } from "../../proxy/phases/authorize.ts";
 import { guard, splitUrl } from "../../proxy/phases/guard.ts";
@@ -233,8 +233,18 @@ export function s3Parse(ctx: RequestContext): undefined | Promise<undefined> {
   if (typeof op !== "string") {
     // An operation this front does not serve (or a bucket setting it refuses), on a bucket it does not serve either: S3's
     // NoSuchBucket (`aws s3 rb s3://typo` was told DeleteBucket is not implemented).
-    if ((op.code === "NotImplemented" || op.code === "AccessDenied") && a.bucket !== "" && (a === addressed ? ctx.bucket : configuredBucket(ctx.rt, a.bucket)) === undefined) {
+    const bucket = a.bucket === "" ? undefined : a === addressed ? ctx.bucket : configuredBucket(ctx.rt, a.bucket);
+    if ((op.code === "NotImplemented" || op.code === "AccessDenied") && a.bucket !== "" && bucket === undefined) {
       return fail(s3Error("NoSuchBucket", undefined, { BucketName: a.bucket.slice(0, 255) }));
+    }
+    // S3 authenticates and authorizes before it finds an operation unsupported: an unsigned
+    // `?restore` or `?retention`, or one from an identity without a grant on the bucket, is
+    // AccessDenied, not 501 (which told anyone the proxy's gaps, and a caller refused get-object-acl
+    // was told get-object-retention merely did not exist). (On this error path only: a served
+    // operation's grant is s3Permit's.)
+    if (op.code === "NotImplemented" && (bucket === undefined ? principal === undefined : !mayAccess(ctx.rt, principal, bucket, ANY_GRANT))) {
+      ctx.errorReason = refusalReason(ctx.rt, principal, bucket, ANY_GRANT);
+      return fail(accessRefusal(ctx.rt, principal, metrics));
     }
     return fail(op);
   }
@@ -423,6 +433,9 @@ const isCustomerKeyHeader = (name: string) => name.startsWith("x-amz-server-side
 const TAKES_NO_BODY: ReadonlySet<S3Operation> = new Set<S3Operation>(["DeleteObject", "DeleteObjectVersion", "DeleteObjectTagging", "AbortMultipartUpload", "CreateMultipartUpload", "CopyObject", "UploadPartCopy"]);
 /** The object reads that take S3's response-* overrides. */
 const OBJECT_READS: ReadonlySet<S3Operation> = new Set<S3Operation>(["GetObject", "HeadObject", "GetObjectPart", "HeadObjectPart", "GetObjectVersion", "HeadObjectVersion"]);
+
+/** An action any grant on a bucket (or a session its rules admit) allows, and no unsigned request: what an operation this front does not serve needs before its 501. */
+const ANY_GRANT: S3Action = "s3:GetBucketLocation";
 
 const ANONYMOUS_PAYLOAD: PayloadInfo = Object.freeze({ mode: "unsigned", hash: UNSIGNED_PAYLOAD });
 
