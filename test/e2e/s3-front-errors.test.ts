@@ -252,6 +252,20 @@ describe("requests S3 refuses before any permission check", () => {
     await refused(send("PUT", "/data", {}), 403, "AccessDenied");
   });
 
+  test("CreateBucket of a configured bucket asking Object Lock or an ObjectOwnership other than BucketOwnerEnforced → 409 InvalidBucketState (it was 200: the lock asked for, never enabled); the settings it has pass", async () => {
+    await refused(signed({ method: "PUT", path: "/data", headers: { "x-amz-bucket-object-lock-enabled": "true" } }), 409, "InvalidBucketState", "Object Lock configuration cannot be enabled on existing buckets");
+    await refused(signed({ method: "PUT", path: "/data", headers: { "x-amz-bucket-object-lock-enabled": "TRUE" } }), 409, "InvalidBucketState");
+    for (const ownership of ["ObjectWriter", "BucketOwnerPreferred"]) {
+      await refused(signed({ method: "PUT", path: "/data", headers: { "x-amz-object-ownership": ownership } }), 409, "InvalidBucketState", /BucketOwnerEnforced/);
+    }
+    const bad = await refused(signed({ method: "PUT", path: "/data", headers: { "x-amz-object-ownership": "Nobody" } }), 400, "InvalidArgument");
+    expect(bad.body).toContain("<ArgumentName>x-amz-object-ownership</ArgumentName>");
+    for (const headers of [{ "x-amz-bucket-object-lock-enabled": "false" }, { "x-amz-object-ownership": "BucketOwnerEnforced" }] as Record<string, string>[]) {
+      const r = await signed({ method: "PUT", path: "/data", headers });
+      expect([r.status, r.body]).toEqual([200, ""]);
+    }
+  });
+
   test("a HEAD's error answer has no body and the GET's Content-Length, never 0 (RFC 9110 §8.6)", async () => {
     const get = await signed({ path: "/data/no-such-key.txt" });
     expect(get.status).toBe(404);

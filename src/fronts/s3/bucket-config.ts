@@ -12,7 +12,7 @@ import type { BucketConfig } from "../../config/schema.ts";
 import { onAwsS3 } from "../../config/writes.ts";
 import { announcesBody } from "../../http/body-policy.ts";
 import type { RequestContext } from "../../proxy/context.ts";
-import { s3Error, type S3ErrorCode } from "./errors.ts";
+import { s3Error, type S3Error, type S3ErrorCode } from "./errors.ts";
 import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { getBucketEncryption } from "../../s3/operations/index.ts";
@@ -170,6 +170,27 @@ export function bucketConfigOp(ctx: RequestContext, op: BucketConfigRead): Respo
   throw s3Fail(s3Error(NOT_CONFIGURED[op] ?? "NoSuchCORSConfiguration", undefined, { BucketName: bucket.name }));
 }
 
+/** The ObjectOwnership settings S3 knows (x-amz-object-ownership). */
+const OBJECT_OWNERSHIPS: ReadonlySet<string> = new Set(["BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter"]);
+
+/**
+ * A CreateBucket setting the configured bucket does not have, as S3's refusal: Object Lock
+ * (x-amz-bucket-object-lock-enabled: true), which these buckets never have (GetObjectLockConfiguration
+ * answers none), is 409 InvalidBucketState in S3's words for enabling it on a bucket that exists; an
+ * ObjectOwnership other than BucketOwnerEnforced (what GetBucketOwnershipControls reports) 409
+ * InvalidBucketState naming it; a value S3 has no setting for 400 InvalidArgument. Both were a
+ * success, the lock asked for never enabled.
+ */
+function unkeptBucketSetting(h: Headers): S3Error | undefined {
+  if ((h.get("x-amz-bucket-object-lock-enabled") ?? "").trim().toLowerCase() === "true") {
+    return s3Error("InvalidBucketState", "Object Lock configuration cannot be enabled on existing buckets");
+  }
+  const ownership = h.get("x-amz-object-ownership")?.trim();
+  if (ownership === undefined || ownership === "BucketOwnerEnforced") return undefined;
+  if (!OBJECT_OWNERSHIPS.has(ownership)) return s3Error("InvalidArgument", "Invalid x-amz-object-ownership header", { ArgumentName: "x-amz-object-ownership", ArgumentValue: ownership.slice(0, 64) });
+  return s3Error("InvalidBucketState", `This bucket's ObjectOwnership is BucketOwnerEnforced (ACLs disabled): it cannot be ${ownership}.`);
+}
+
 /**
  * CreateBucket of a configured bucket the principal may use: S3's answer for a bucket one already
  * owns (clients such as rclone create the bucket before an upload and accept this): 409
@@ -181,11 +202,14 @@ export function bucketConfigOp(ctx: RequestContext, op: BucketConfigRead): Respo
  * "created" in a region it is not in. An ACL granting anyone but the owner (`x-amz-acl: public-read`,
  * an `x-amz-grant-*`) is S3's 400 InvalidBucketAclWithObjectOwnership, as S3 answers it for a bucket
  * whose ObjectOwnership is BucketOwnerEnforced (what GetBucketOwnershipControls reports here): it was
- * a success, a bucket the client took for public.
+ * a success, a bucket the client took for public. Object Lock or another ObjectOwnership asked for
+ * is refused too (unkeptBucketSetting).
  */
 export async function createBucketOp(ctx: RequestContext, region: string): Promise<Response> {
   const h = requestHeaders(ctx);
   if (grantsOthers(h)) throw s3Fail(s3Error("InvalidBucketAclWithObjectOwnership"));
+  const unkept = unkeptBucketSetting(h);
+  if (unkept !== undefined) throw s3Fail(unkept);
   if (announcesBody(h)) {
     const asked = childText(await readXmlBody(ctx, "CreateBucketConfiguration"), "LocationConstraint")?.trim() ?? "";
     if (asked !== "" && (asked === "EU" ? "eu-west-1" : asked) !== region) {
