@@ -34,6 +34,8 @@ export interface ParsedYaml {
   typedVars: Map<string, string>;
   /** Formatted paths whose value is one quoted `"${VAR}"` or `"${VAR:-default}"` (always a string): the placeholder as written, without `${` `}`. */
   quotedVars: Map<string, string>;
+  /** Formatted paths whose value is one unquoted `${VAR}` tagged `!!str` or `!` (a string by its tag): the tag and the placeholder as written (`!!str ${PORT}`). */
+  taggedVars: Map<string, string>;
   /** Formatted paths whose value was exactly one `${VAR}` from the environment and stayed a string (quoted, or its value reads as no number or boolean): the variable's name. */
   stringVars: Map<string, string>;
   /** Formatted paths whose value holds a `${VAR}` from the environment among other text: the (first) variable's name. */
@@ -176,6 +178,11 @@ function parseYamlScalar(text: string): unknown {
  * and those tagged `!!str` or `!`, always stay strings. A missing variable is left as written (so the schema does not report a
  * second, confusing error) and reported.
  */
+/** The tag that makes a scalar a string whatever its text (`!!str`, or the non-specific `!`), as written; undefined when it has neither. */
+function stringTag(node: { tag?: string }): string | undefined {
+  return node.tag === "tag:yaml.org,2002:str" ? "!!str" : node.tag === "!" ? "!" : undefined;
+}
+
 function substituteScalar(
   node: { value: unknown; type?: string; tag?: string },
   env: Record<string, string | undefined>,
@@ -210,7 +217,7 @@ function substituteScalar(
   });
   if (!failed && fromEnv !== undefined && !WHOLE_RE.test(text)) part?.(fromEnv);
   // (`bucket: !!str ${B}`, or `! ${B}`: a string by its tag, as a quoted one is; B=2024 was the number 2024)
-  const plain = node.type === "PLAIN" && node.tag !== "tag:yaml.org,2002:str" && node.tag !== "!";
+  const plain = node.type === "PLAIN" && stringTag(node) === undefined;
   if (!failed && !plain && WHOLE_RE.test(text)) {
     node.value = replaced;
     // A quoted "${VAR}" is its variable's value alike: named, never shown (a value outside a fixed
@@ -542,6 +549,7 @@ interface Substitution {
   issues: PathIssue[];
   typedVars: Map<string, string>;
   quotedVars: Map<string, string>;
+  taggedVars: Map<string, string>;
   stringVars: Map<string, string>;
   partVars: Map<string, string>;
 }
@@ -591,8 +599,10 @@ function placeholders(n: Scalar & { value: string }, f: Frame, at: number | unde
     (name, isString) => (isString ? s.stringVars : s.typedVars).set(f.fmt, name),
     (name) => s.partVars.set(f.fmt, name),
   );
-  const quoted = n.type !== "PLAIN" && typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}$/.exec(n.source) : null;
-  if (quoted) s.quotedVars.set(f.fmt, quoted[1]!);
+  const whole = typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}$/.exec(n.source) : null;
+  const tag = whole !== null && n.type === "PLAIN" ? stringTag(n) : undefined;
+  if (whole !== null && n.type !== "PLAIN") s.quotedVars.set(f.fmt, whole[1]!);
+  else if (tag !== undefined) s.taggedVars.set(f.fmt, `${tag} ${whole![0]}`);
 }
 
 /**
@@ -632,8 +642,8 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   };
   const lines = new Map<string, number>();
   const writtenNumbers = new Map<string, { written: string; read: string }>();
-  const sub: Substitution = { env, budget: { left: MAX_SUBSTITUTED_CHARS, said: false }, issues: [], typedVars: new Map(), quotedVars: new Map(), stringVars: new Map(), partVars: new Map() };
-  const { issues, typedVars, quotedVars, stringVars, partVars } = sub;
+  const sub: Substitution = { env, budget: { left: MAX_SUBSTITUTED_CHARS, said: false }, issues: [], typedVars: new Map(), quotedVars: new Map(), taggedVars: new Map(), stringVars: new Map(), partVars: new Map() };
+  const { issues, typedVars, quotedVars, taggedVars, stringVars, partVars } = sub;
   const rootLine = line(doc.contents);
   const aliasTargets = aliasTargetsOf(doc);
   // An alias with no anchor before it: a value that starts with * (most often), or an anchor
@@ -744,5 +754,5 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     }
     return rootLine;
   };
-  return { doc, lineOf, issues, typedVars, quotedVars, stringVars, partVars, aliasTargets, writtenNumbers };
+  return { doc, lineOf, issues, typedVars, quotedVars, taggedVars, stringVars, partVars, aliasTargets, writtenNumbers };
 }

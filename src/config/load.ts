@@ -722,6 +722,12 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
         });
         continue;
       }
+      // `port: !!str ${PORT}`: a string by its tag (set PORT to a plain number said the opposite of what helps)
+      const taggedVar = y.taggedVars.get(formatPath(path));
+      if (taggedVar !== undefined && typeof valueAt(raw, path) === "string" && wantsNumberOrBoolean(i)) {
+        found.push({ path, message: `"${taggedVar}" is tagged as a string, so its value is a string, and a number or a boolean goes here: drop the tag (an unquoted ${taggedVar.slice(taggedVar.indexOf(" ") + 1)} alone takes its value's type)` });
+        continue;
+      }
       if (typedVar !== undefined) {
         found.push({ path, message: `\${${typedVar}} was written without quotes and its value reads as a number or boolean: write "\${${typedVar}}" (quoted) to keep it a string` });
         continue;

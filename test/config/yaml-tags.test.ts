@@ -54,6 +54,20 @@ describe("YAML tags", () => {
     expect(() => parseConfig(cfg("${R}"), { env: { R: "2024" } })).toThrow("its value reads as a number or boolean");
   });
 
+  test("a ${VAR} tagged !!str (or !) where a number goes says the tag made it a string, not that the variable is no number", () => {
+    for (const tag of ["!!str", "!"]) {
+      let m = "";
+      try {
+        parseConfig(`server:\n  port: ${tag} \${PORT}\n${cfg("us-east-1")}`, { env: { PORT: "8080" }, file: "c.yaml" });
+      } catch (err) {
+        if (err instanceof ConfigError) m = err.message;
+        else throw err;
+      }
+      expect(m).toContain(`c.yaml:2: server.port: "${tag} \${PORT}" is tagged as a string, so its value is a string, and a number or a boolean goes here: drop the tag (an unquoted \${PORT} alone takes its value's type)`);
+      expect(m).not.toContain("set PORT to a plain number");
+    }
+  });
+
   test("binary and timestamp values are named as what they are", () => {
     expect(messages(cfg("!!binary dXMtZWFzdC0x")).join("\n")).toContain("got binary data (!!binary)");
     expect(messages(cfg("!!timestamp 2001-12-14")).join("\n")).toContain("got a timestamp");
