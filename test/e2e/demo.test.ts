@@ -121,6 +121,46 @@ clientTest("aws")("the aws-cli lines: who the keys are, ls, cp down, cp up, a se
   ]);
 });
 
+// The proxy runs in a process group of its own (Ctrl-C below): a SIGKILL of the demo's group (a CI
+// job cancelled, `timeout -s KILL`) left it running, on the demo's ports, its store gone.
+test("the demo's group killed (SIGKILL): its proxy stops too, no orphan left on its ports", async () => {
+  const second = Bun.spawn([process.execPath, join(import.meta.dir, "../fixtures/demo.ts")], {
+    env: { ...process.env, PORT: "0", METRICS_PORT: "0", S3_API_PORT: "0" },
+    detached: true,
+    stdout: "pipe",
+    stderr: "ignore",
+  });
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  let proxyPid = 0;
+  try {
+    let text = "";
+    const dec = new TextDecoder();
+    const reader = (second.stdout as ReadableStream<Uint8Array>).getReader();
+    while (!text.includes("Press Ctrl-C to stop.")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the second demo ended before its instructions:\n${text}`);
+      text += dec.decode(value, { stream: true });
+    }
+    void reader.cancel().catch(() => {});
+    const pgrep = Bun.spawn(["pgrep", "-P", String(second.pid)], { stdout: "pipe" });
+    proxyPid = Number((await new Response(pgrep.stdout).text()).trim().split("\n")[0]);
+    expect(alive(proxyPid)).toBe(true);
+    process.kill(-second.pid, "SIGKILL");
+    await second.exited;
+    await waitFor(() => !alive(proxyPid), { timeoutMs: 10_000, message: () => `the proxy (pid ${proxyPid}) to stop after its demo was killed` });
+  } finally {
+    if (second.exitCode === null && second.signalCode === null) second.kill("SIGKILL");
+    if (proxyPid > 0 && alive(proxyPid)) process.kill(proxyPid, "SIGKILL");
+  }
+});
+
 // Ctrl-C signals the terminal's whole process group: the proxy, in the demo's group, got SIGINT from
 // the terminal and SIGTERM from the demo, and logged "second signal: cutting the drain short", so
 // one Ctrl-C cut every transfer in flight instead of draining. (Runs last: it stops the demo.)
