@@ -189,7 +189,8 @@ function substituteScalar(
   budget: { left: number },
   missing: (name: string, empty: boolean) => void,
   tooLarge: (name: string, chars: number) => void,
-  typed?: (name: string, isString: boolean) => void,
+  /** (`text`: what was substituted, when it became a number) */
+  typed?: (name: string, isString: boolean, text?: string) => void,
   part?: (name: string) => void,
 ): void {
   const text = node.value as string;
@@ -232,7 +233,7 @@ function substituteScalar(
     const name = /^\$\{([A-Za-z_][A-Za-z0-9_]*)/.exec(text)![1]!;
     if (typeof value === "number" || typeof value === "boolean") {
       node.value = value;
-      typed?.(name, false);
+      typed?.(name, false, replaced);
     } else {
       node.value = replaced;
       // (from the variable, not from a ${VAR:-default} written in the file)
@@ -534,10 +535,9 @@ function aliasInsideItsAnchor(root: unknown, aliasTargets: Map<unknown, unknown>
  * ...992; `1e400` as Infinity): its text, so a problem with it shows the number in the file, not
  * the rounded one (cut: a line of digits may be long).
  */
-function noteWrittenNumber(n: Scalar, fmt: string, out: Map<string, { written: string; read: string }>): void {
+function noteWrittenNumber(n: Scalar, fmt: string, out: Map<string, { written: string; read: string }>, written: unknown = (n as Scalar & { source?: unknown }).source): void {
   const v = n.value;
   if (typeof v !== "number" || (Number.isFinite(v) && (!Number.isInteger(v) || Number.isSafeInteger(v)))) return;
-  const written = (n as Scalar & { source?: unknown }).source;
   if (typeof written === "string" && written !== String(v)) out.set(fmt, { written: ellipsized(written, 64), read: String(v) });
 }
 
@@ -552,6 +552,8 @@ interface Substitution {
   taggedVars: Map<string, string>;
   stringVars: Map<string, string>;
   partVars: Map<string, string>;
+  /** ParsedYaml.writtenNumbers: an unquoted ${VAR} whose value is a number past 2^53 is shown as its variable gave it. */
+  writtenNumbers: Map<string, { written: string; read: string }>;
 }
 
 /** A scalar holding `${` at frame `f` (its line `at`): its placeholders substituted, each one this loader does not take said. */
@@ -596,7 +598,10 @@ function placeholders(n: Scalar & { value: string }, f: Frame, at: number | unde
       const who = hidden ? "a variable substituted here" : `environment variable ${name}`;
       s.issues.push({ path: segments(f), message: `${who} (${chars} characters) takes the values substituted into the config over ${MAX_SUBSTITUTED_CHARS} characters in all: substitute smaller values, or fewer times`, line: at });
     },
-    (name, isString) => (isString ? s.stringVars : s.typedVars).set(f.fmt, name),
+    (name, isString, text) => {
+      (isString ? s.stringVars : s.typedVars).set(f.fmt, name);
+      if (text !== undefined) noteWrittenNumber(n, f.fmt, s.writtenNumbers, text.trim());
+    },
     (name) => s.partVars.set(f.fmt, name),
   );
   const whole = typeof n.source === "string" ? /^\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}$/.exec(n.source) : null;
@@ -642,7 +647,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   };
   const lines = new Map<string, number>();
   const writtenNumbers = new Map<string, { written: string; read: string }>();
-  const sub: Substitution = { env, budget: { left: MAX_SUBSTITUTED_CHARS, said: false }, issues: [], typedVars: new Map(), quotedVars: new Map(), taggedVars: new Map(), stringVars: new Map(), partVars: new Map() };
+  const sub: Substitution = { env, budget: { left: MAX_SUBSTITUTED_CHARS, said: false }, issues: [], typedVars: new Map(), quotedVars: new Map(), taggedVars: new Map(), stringVars: new Map(), partVars: new Map(), writtenNumbers };
   const { issues, typedVars, quotedVars, taggedVars, stringVars, partVars } = sub;
   const rootLine = line(doc.contents);
   const aliasTargets = aliasTargetsOf(doc);

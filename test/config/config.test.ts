@@ -385,6 +385,8 @@ describe("parseConfig", () => {
     // and the number is shown as written, not as JavaScript rounded it (it said "got 9007199254740992")
     expect(one(`server: { port: 9007199254740993 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got 9007199254740993"]);
     expect(one(`server: { port: -1e20 }\n${B}`)).toEqual(["server.port: must be from 0 to 65535, got -1e20"]);
+    // so is an unquoted ${VAR}'s value (PORT=9007199254740993 said "got 9007199254740992")
+    expect(issues(`server:\n  port: \${PORT}\n${B}`, { PORT: "9007199254740993" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["server.port: must be from 0 to 65535, got 9007199254740993"]);
     expect(one(`x-a: &big 9007199254740993\nserver: { request_timeout: *big }\n${B}`)).toEqual(["server.request_timeout: must be at most 2147483 seconds (about 24.8 days), got 9007199254740993: a longer wait does not fit a timer"]);
     expect(one(`cache: { enabled: true, cache_layers: [memory], memory: { max_item_size_mb: 9007199254740993 } }\n${B}`)).toEqual(["cache.memory.max_item_size_mb: must not exceed max_cache_size_mb (1024), got 9007199254740993"]);
     expect(one(`server: { request_timeout: -1 }\n${B}`)).toEqual(["server.request_timeout: must be from 0.001 to 2147483, got -1"]);
