@@ -43,6 +43,20 @@ test("every field of an access line is documented in the README's Logs item", ()
   expect(fields.filter((f) => !new RegExp(`[\`, ]${f}[\`,]`).test(logs))).toEqual([]);
 });
 
+test("every X-Cache value the cache can answer is in the README's X-Cache line and the Logs item's `cache` list", () => {
+  // (CacheStatus is a type: its members are read from its declaration, so a new one, STALE, fails this until documented)
+  const decl = /export type CacheStatus = ([^;]+);/.exec(readFileSync(join(ROOT, "src/cache/serve.ts"), "utf8"));
+  expect(decl).not.toBeNull();
+  const values = [...decl![1]!.matchAll(/"([A-Z]+)"/g)].map((m) => m[1]!);
+  expect(values.length).toBeGreaterThanOrEqual(5);
+  const xCache = /Cached buckets add `X-Cache: ([^`]+)`/.exec(README);
+  expect(xCache).not.toBeNull();
+  expect(values.filter((v) => !xCache![1]!.split(" | ").includes(v))).toEqual([]);
+  const cacheField = /`cache` \(([^)]+)\)/.exec(item("Logs"));
+  expect(cacheField).not.toBeNull();
+  expect(values.filter((v) => !cacheField![1]!.includes(`\`${v}\``))).toEqual([]);
+});
+
 test("every metric family the proxy registers is in the README's metrics table, with its type and labels", () => {
   // Every family registered anywhere in src/ (cache layers, audit, tracing, readiness too), with its type.
   const types = new Map<string, string>();
