@@ -266,6 +266,17 @@ describe("requests S3 refuses before any permission check", () => {
     }
   });
 
+  test("CreateBucket whose LocationConstraint names no region (1 MiB of text, upper case) → 400 InvalidLocationConstraint, the value not echoed (it was IllegalLocationConstraintException with the whole value in its Message)", async () => {
+    const config = (lc: string) => `<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LocationConstraint>${lc}</LocationConstraint></CreateBucketConfiguration>`;
+    const huge = "x".repeat(1 << 20);
+    for (const lc of [huge, "US-EAST-1", "not a region"]) {
+      const r = await refused(signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: config(lc) }), 400, "InvalidLocationConstraint", "The specified location-constraint is not valid");
+      expect(r.body.length).toBeLessThan(1000);
+    }
+    // a region's name, another than s3_api.region: as before
+    await refused(signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: config("us-gov-west-1") }), 400, "IllegalLocationConstraintException", /^The us-gov-west-1 location constraint/);
+  });
+
   test("a HEAD's error answer has no body and the GET's Content-Length, never 0 (RFC 9110 §8.6)", async () => {
     const get = await signed({ path: "/data/no-such-key.txt" });
     expect(get.status).toBe(404);

@@ -199,12 +199,16 @@ function unkeptBucketSetting(h: Headers): S3Error | undefined {
  * CreateBucketConfiguration whose LocationConstraint names another region than `region` (the
  * bucket's, s3_api.region) is S3's 400 IllegalLocationConstraintException, as a region's endpoint
  * answers a constraint naming another (`EU` is eu-west-1's old name): it was a success, a bucket
- * "created" in a region it is not in. An ACL granting anyone but the owner (`x-amz-acl: public-read`,
+ * "created" in a region it is not in. A constraint that names no region (not region-shaped) is
+ * S3's 400 InvalidLocationConstraint, the value not echoed. An ACL granting anyone but the owner (`x-amz-acl: public-read`,
  * an `x-amz-grant-*`) is S3's 400 InvalidBucketAclWithObjectOwnership, as S3 answers it for a bucket
  * whose ObjectOwnership is BucketOwnerEnforced (what GetBucketOwnershipControls reports here): it was
  * a success, a bucket the client took for public. Object Lock or another ObjectOwnership asked for
  * is refused too (unkeptBucketSetting).
  */
+/** What an AWS region's name looks like (us-east-1, us-gov-west-1, ap-southeast-3): a LocationConstraint that is not one is no region at all. */
+const REGION_NAME = /^[a-z]{2}(?:-[a-z]+){1,3}-\d{1,2}$/;
+
 export async function createBucketOp(ctx: RequestContext, region: string): Promise<Response> {
   const h = requestHeaders(ctx);
   if (grantsOthers(h)) throw s3Fail(s3Error("InvalidBucketAclWithObjectOwnership"));
@@ -213,6 +217,8 @@ export async function createBucketOp(ctx: RequestContext, region: string): Promi
   if (announcesBody(h)) {
     const asked = childText(await readXmlBody(ctx, "CreateBucketConfiguration"), "LocationConstraint")?.trim() ?? "";
     if (asked !== "" && (asked === "EU" ? "eu-west-1" : asked) !== region) {
+      // (a value no region has, S3's InvalidLocationConstraint, never shown back: it may be the body's 4 MiB)
+      if (asked !== "EU" && !REGION_NAME.test(asked)) throw s3Fail(s3Error("InvalidLocationConstraint"));
       throw s3Fail(s3Error("IllegalLocationConstraintException", `The ${asked} location constraint is incompatible for the region specific endpoint this request was sent to.`));
     }
   }

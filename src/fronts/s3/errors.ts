@@ -15,6 +15,7 @@ export const S3_ERRORS = {
   BucketAlreadyOwnedByYou: { status: 409, message: "Your previous request to create the named bucket succeeded and you already own it." },
   ConditionalRequestConflict: { status: 409, message: "The conditional request cannot succeed due to a conflicting operation against this resource." },
   IllegalLocationConstraintException: { status: 400, message: "The location constraint is incompatible for the region specific endpoint this request was sent to." },
+  InvalidLocationConstraint: { status: 400, message: "The specified location-constraint is not valid" },
   InvalidBucketState: { status: 409, message: "The request is not valid with the current state of the bucket." },
   InvalidBucketAclWithObjectOwnership: { status: 400, message: "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting" },
   InvalidStorageClass: { status: 400, message: "The storage class you specified is not valid." },
