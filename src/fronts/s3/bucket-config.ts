@@ -178,16 +178,23 @@ const OBJECT_OWNERSHIPS: ReadonlySet<string> = new Set(["BucketOwnerEnforced", "
  * (x-amz-bucket-object-lock-enabled: true), which these buckets never have (GetObjectLockConfiguration
  * answers none), is 409 InvalidBucketState in S3's words for enabling it on a bucket that exists; an
  * ObjectOwnership other than BucketOwnerEnforced (what GetBucketOwnershipControls reports) 409
- * InvalidBucketState naming it; a value S3 has no setting for 400 InvalidArgument. Both were a
+ * InvalidBucketState naming it; a value S3 has no setting for (an ownership it does not know, a
+ * lock header neither true nor false, as a repeated one) 400 InvalidArgument. Both were a
  * success, the lock asked for never enabled.
  */
+/** S3's 400 InvalidArgument for a header whose value it has no meaning for (the value shown cut at 64 characters). */
+function invalidHeader(name: string, value: string): S3Error {
+  return s3Error("InvalidArgument", `Invalid ${name} header`, { ArgumentName: name, ArgumentValue: value.slice(0, 64) });
+}
+
 function unkeptBucketSetting(h: Headers): S3Error | undefined {
-  if ((h.get("x-amz-bucket-object-lock-enabled") ?? "").trim().toLowerCase() === "true") {
-    return s3Error("InvalidBucketState", "Object Lock configuration cannot be enabled on existing buckets");
-  }
+  const lock = h.get("x-amz-bucket-object-lock-enabled")?.trim().toLowerCase();
+  if (lock === "true") return s3Error("InvalidBucketState", "Object Lock configuration cannot be enabled on existing buckets");
+  // (neither true nor false: `yes`, `1`, the header twice, `true, true`: no way to tell it was not asked)
+  if (lock !== undefined && lock !== "false") return invalidHeader("x-amz-bucket-object-lock-enabled", lock);
   const ownership = h.get("x-amz-object-ownership")?.trim();
   if (ownership === undefined || ownership === "BucketOwnerEnforced") return undefined;
-  if (!OBJECT_OWNERSHIPS.has(ownership)) return s3Error("InvalidArgument", "Invalid x-amz-object-ownership header", { ArgumentName: "x-amz-object-ownership", ArgumentValue: ownership.slice(0, 64) });
+  if (!OBJECT_OWNERSHIPS.has(ownership)) return invalidHeader("x-amz-object-ownership", ownership);
   return s3Error("InvalidBucketState", `This bucket's ObjectOwnership is BucketOwnerEnforced (ACLs disabled): it cannot be ${ownership}.`);
 }
 
