@@ -68,10 +68,14 @@ export interface CachePolicy {
   staleIfErrorSeconds?: number | undefined;
 }
 
+/** A failed revalidation answered STALE: what it threw, or its 5xx as a replay (read while STALE is answered). */
+export type StaleFailure = { error: unknown } | { replay: Promise<Shared> };
+
 export type Shared =
   /** A 200 (fill) or 304 (revalidation) turned into an object every waiter can be served from; stored unless no-store/private. */
   /** (STALE: the stale entry itself, its revalidation failed: see staleOnError; nothing stored) */
-  | { kind: "object"; obj: CachedObject; status: "MISS" | "REVALIDATED" | "STALE"; replica?: string | undefined }
+  /** (`failed`, with STALE: the failure itself, answered to a request whose Cache-Control refuses a stale answer: serve.ts refusesStale) */
+  | { kind: "object"; obj: CachedObject; status: "MISS" | "REVALIDATED" | "STALE"; replica?: string | undefined; failed?: StaleFailure | undefined }
   /** Upstream answered something other than 200/304 (404, 403, 5xx...): replayed to every waiter, never stored. */
   | { kind: "replay"; status: number; headers: [string, string][]; body: Blob; replica?: string | undefined }
   /** Body too big to buffer: each request goes upstream on its own (the leader may use `stream`). */
@@ -169,9 +173,20 @@ function kept(obj: CachedObject, policy: CachePolicy): CachedObject {
   return obj;
 }
 
-/** The stale entry as every waiter's answer (STALE), kept as it is: neither stored again nor dropped. */
-function staleAnswer(stale: CachedObject): Fetched {
-  return { shared: { kind: "object", obj: stale, status: "STALE" } };
+/**
+ * The stale entry as every waiter's answer (STALE), kept as it is: neither stored again nor dropped;
+ * with the failure (`failed`: thrown, or the 5xx as a replay) for a waiter who refuses a stale answer.
+ */
+function staleAnswer(stale: CachedObject, failed: StaleFailure): Fetched {
+  return { shared: { kind: "object", obj: stale, status: "STALE", failed } };
+}
+
+/** An upstream error answer as a replay: its body's first 64 KiB (readErrorPrefix), its status the answer. */
+async function replayOf(res: Response): Promise<Shared> {
+  const { raw, whole } = await readErrorPrefix(res);
+  const headers = new Headers(res.headers);
+  if (!whole) headers.delete("content-length");
+  return { kind: "replay", status: res.status, headers: [...headers], body: new Blob([raw]), replica: replicaOf(res) };
 }
 
 /** Reads at most `limit` bytes; past that, hands back a stream that replays what was read, then the rest. */
@@ -275,12 +290,13 @@ async function fetchAndShare(
   try {
     res = await upstream(stale !== undefined ? validatorsOf(stale) : {}, signal);
   } catch (err) {
-    if (stale !== undefined && policy.staleIfErrorSeconds !== undefined && (await staleOnError(cache, stale, policy.staleIfErrorSeconds, err, now))) return staleAnswer(stale);
+    if (stale !== undefined && policy.staleIfErrorSeconds !== undefined && (await staleOnError(cache, stale, policy.staleIfErrorSeconds, err, now))) return staleAnswer(stale, { error: err });
     throw err;
   }
   if (res.status >= 500 && stale !== undefined && policy.staleIfErrorSeconds !== undefined && (await staleOnError(cache, stale, policy.staleIfErrorSeconds, res, now))) {
-    void res.body?.cancel();
-    return staleAnswer(stale);
+    const replay = replayOf(res);
+    replay.catch(() => {}); // (awaited only by a request refusing a stale answer)
+    return staleAnswer(stale, { replay });
   }
   const bufferBytes = Math.min(policy.bufferBytes ?? policy.maxItemBytes, policy.maxItemBytes);
 
@@ -321,10 +337,7 @@ async function fetchAndShare(
     }
     // An error's body is waited for only so long (readErrorPrefix): its status is the answer. (A
     // long Content-Length never sent held the fill until its deadline: 504 instead of a 404.)
-    const { raw, whole } = await readErrorPrefix(res);
-    const headers = new Headers(res.headers);
-    if (!whole) headers.delete("content-length");
-    return { shared: { kind: "replay", status: res.status, headers: [...headers], body: new Blob([raw]), replica: replicaOf(res) } };
+    return { shared: await replayOf(res) };
   }
 
   // A 200 with a Content-Range for part of the object is not the object: never stored (see respond()).

@@ -247,7 +247,15 @@ function untilClientGone(p: Promise<FlightOutcome>, signal: AbortSignal | undefi
 
 async function finish(args: ServeArgs, outcome: FlightOutcome, calls: number, ranged: boolean, now: number): Promise<ServeResult> {
   const counters = args.cache.counter(args.bucket);
-  const shared: Shared = outcome.shared;
+  let shared: Shared = outcome.shared;
+  if (shared.kind === "object" && shared.failed !== undefined && refusesStale(args.reqHeaders, now - shared.obj.expiresAt)) {
+    // (the failure this client asked not to have hidden: as with stale_if_error_seconds off)
+    if ("error" in shared.failed) {
+      counters.misses++;
+      throw withCacheStatus(shared.failed.error, "MISS");
+    }
+    shared = await shared.failed.replay;
+  }
   if (shared.kind === "object") {
     if (shared.status === "REVALIDATED") counters.revalidated++;
     else if (shared.status === "STALE") counters.stale++;
@@ -324,6 +332,28 @@ async function followFill(args: ServeArgs, tap: FillTap, calls: number, now: num
 
 /** Cache-Control's no-store directive (a list member, any case). */
 const NO_STORE = /(?:^|,)\s*no-store\s*(?:,|$)/i;
+/** A request's Cache-Control directives that bear on a stale answer (RFC 9111 §5.2.1). */
+const STALE_REFUSALS = /(?:^|,)\s*(no-cache|max-age|min-fresh|max-stale)\s*(?:=\s*"?(\d*)"?)?\s*(?=,|$)/gi;
+
+/**
+ * Whether a request refuses an answer `staleMs` past its freshness (STALE; RFC 9111 §5.2.1): its
+ * Cache-Control says no-cache (validation required), max-age or min-fresh without max-stale (no
+ * stale response wanted), or max-stale=N with the answer more than N seconds stale; with no
+ * Cache-Control, `Pragma: no-cache` counts as no-cache (§5.4). Read only when a STALE answer is due.
+ */
+export function refusesStale(h: Headers, staleMs: number): boolean {
+  const cc = h.get("cache-control");
+  if (cc === null) return /(?:^|,)\s*no-cache\s*(?:,|$)/i.test(h.get("pragma") ?? "");
+  let fresh = false;
+  let maxStale: number | undefined;
+  for (const [, name, value] of cc.matchAll(STALE_REFUSALS)) {
+    const n = name!.toLowerCase();
+    if (n === "no-cache") return true;
+    if (n === "max-stale") maxStale = value === undefined || value === "" ? Infinity : Number(value);
+    else fresh = true;
+  }
+  return maxStale !== undefined ? staleMs > maxStale * 1000 : fresh;
+}
 
 /** Sends the request upstream with the client's range/conditional headers; nothing is stored. */
 async function goUpstream(args: ServeArgs, callsSoFar: number): Promise<ServeResult> {

@@ -230,6 +230,39 @@ test("stale_if_error_seconds: never in place of the store's word on the object (
   }
 });
 
+test("stale_if_error_seconds: a request whose Cache-Control refuses a stale answer (no-cache, max-age=0, Pragma: no-cache, max-stale=0 past its expiry) gets the failure (it was STALE); max-stale or no directive still STALE", async () => {
+  const asks = [
+    ["no-cache", { "cache-control": "no-cache" }, 502],
+    ["max-age", { "cache-control": "max-age=0" }, 502],
+    ["min-fresh", { "cache-control": "min-fresh=1" }, 502],
+    ["pragma", { pragma: "no-cache" }, 502],
+    ["max-stale-0", { "cache-control": "max-stale=0" }, 502],
+    ["max-age-max-stale", { "cache-control": "max-age=0, max-stale" }, 200],
+    ["max-stale-long", { "cache-control": "max-stale=3600" }, 200],
+    ["none", {}, 200],
+  ] as const;
+  for (const [fault, gone] of [[{ kind: "error500" }, 502], [{ kind: "reset" }, 502]] as const) {
+    await Promise.all(
+      asks.map(async ([name, headers, status]) => {
+        const key = `refuse-${fault.kind}-${name}.txt`;
+        await cached("s", key, "old");
+        // (its expiry, the fill, at least 2 ms past when asked: max-stale=0 refuses it)
+        const filled = Date.now();
+        await waitFor(() => Date.now() >= filled + 2);
+        s3.faults.set(`/reval/${key}`, fault);
+        try {
+          const res = await fetch(px.url(`/s/${key}`), { headers });
+          const body = await res.text();
+          const expected = status === 200 ? [200, "STALE", "old"] : [gone, "MISS", false];
+          expect([fault.kind, name, res.status, res.headers.get("x-cache"), status === 200 ? body : body.includes("old")]).toEqual([fault.kind, name, ...expected]);
+        } finally {
+          s3.faults.delete(`/reval/${key}`);
+        }
+      }),
+    );
+  }
+});
+
 test("stale_if_error_seconds: 1 serves the stale copy for 1 s past its expiry only", async () => {
   // (taken before the fill: the entry expires after it, so an answer within 1 s of it is inside the
   // window whatever the host's load, and the window's end comes at least 1 s after it)
