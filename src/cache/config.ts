@@ -16,7 +16,7 @@ import { readFileSync, readdirSync, rmSync } from "node:fs";
 import { unlink } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import { diskShareMb, type BucketConfig, type CacheConfig } from "../config/schema.ts";
-import type { CachePolicy } from "./flight.ts";
+import { StaleHold, type CachePolicy } from "./flight.ts";
 import { DiskLayer, positionFileOf, type DiskLogger } from "./disk.ts";
 import { MemoryLayer } from "./memory.ts";
 import { RedisLayer } from "./redis.ts";
@@ -275,7 +275,10 @@ export function bucketCachePolicy(cfg: CacheConfig, bucket: Pick<BucketConfig, "
   const policy: CachePolicy = { ttlSeconds: bucket.cache.ttl_seconds, defaultTtlSeconds: cfg.memory.default_ttl_seconds, maxItemBytes };
   const bufferBytes = Math.min(maxItemBytes, mb(bufferMb));
   const stale = bucket.cache.stale_if_error_seconds ?? cfg.stale_if_error_seconds;
-  if (stale > 0) policy.staleIfErrorSeconds = stale;
+  if (stale > 0) {
+    policy.staleIfErrorSeconds = stale;
+    policy.staleHold = new StaleHold();
+  }
   if (bufferBytes !== maxItemBytes) policy.bufferBytes = bufferBytes;
   if (bucket.s3 !== undefined) {
     const bodyMs = (bufferBytes / MiB) * 1000;

@@ -66,6 +66,22 @@ export interface CachePolicy {
    * stale entry answers (STALE) when its revalidation fails (staleOnError). Absent: never.
    */
   staleIfErrorSeconds?: number | undefined;
+  /** With staleIfErrorSeconds: whether the bucket's store is failing its revalidations (StaleHold). */
+  staleHold?: StaleHold | undefined;
+}
+
+/**
+ * A bucket's store while it fails revalidations (stale_if_error_seconds): once one failed in a way
+ * that qualifies (staleOnError), the bucket's stale entries are answered STALE at once (serve.ts),
+ * without asking the store, while one revalidation at a time (the probe, its client waiting for it)
+ * still asks it; the first answer that is not such a failure, from any fill or revalidation of the
+ * bucket, ends it. Per process and per config (a reload starts afresh).
+ */
+export class StaleHold {
+  /** The store's last word on a revalidation was a failure that qualifies. */
+  down = false;
+  /** A revalidation asks the store while it is down: the bucket's other stale requests do not. */
+  probing = false;
 }
 
 /** A failed revalidation answered STALE: what it threw, or its 5xx as a replay (read while STALE is answered). */
@@ -147,18 +163,30 @@ const NEVER_STALE = /(?:^|,)\s*(?:must-revalidate|proxy-revalidate|no-cache|s-ma
 /** Cache-Control's stale-if-error=N (RFC 5861 §4), its delta-seconds. */
 const STALE_IF_ERROR = /(?:^|,)\s*stale-if-error\s*=\s*"?(\d+)"?\s*(?:,|$)/i;
 
-/**
- * Whether `stale` answers in place of a failed revalidation (`failure`: what the upstream call threw,
- * or its answer, a status of 500 or more): only a failure of the store to answer about the object
- * (no answer at all: refused, reset, timed out, the breaker open; or 500, 502, 503 (SlowDown
- * included), 504: never 501, or a 403/404/412, which is the store's word on the object); only within
- * `windowSeconds` past its expiry, the smaller of that and the stored Cache-Control's
- * stale-if-error=N; never when that Cache-Control forbids a stale answer (must-revalidate,
- * proxy-revalidate, no-cache, s-maxage); and only while its body can still be read (bodyKept).
- */
-async function staleOnError(cache: Cache, stale: CachedObject, windowSeconds: number, failure: unknown, now: number): Promise<boolean> {
+/** Whether `failure` (what the upstream call threw, or its answer) is the store failing to answer: no answer (refused, reset, timed out, the breaker open), or 500, 502, 503 (SlowDown included), 504. */
+function storeFailed(failure: unknown): boolean {
   const status = failure instanceof Response ? failure.status : failure instanceof ProxyError ? failure.status : 0;
-  if (status !== 500 && status !== 502 && status !== 503 && status !== 504) return false;
+  return status === 500 || status === 502 || status === 503 || status === 504;
+}
+
+/**
+ * Whether `stale` answers in place of a failed revalidation (`failure`): only a failure of the store
+ * to answer about the object (storeFailed: never 501, or a 403/404/412, which is the store's word on
+ * the object), which also marks the bucket's store down (StaleHold); and only while staleServable.
+ */
+async function staleOnError(cache: Cache, stale: CachedObject, policy: CachePolicy, failure: unknown, now: number): Promise<boolean> {
+  if (policy.staleIfErrorSeconds === undefined || !storeFailed(failure)) return false;
+  if (policy.staleHold !== undefined) policy.staleHold.down = true;
+  return staleServable(cache, stale, policy.staleIfErrorSeconds, now);
+}
+
+/**
+ * Whether `stale` may be answered STALE: only within `windowSeconds` past its expiry, the smaller of
+ * that and the stored Cache-Control's stale-if-error=N; never when that Cache-Control forbids a stale
+ * answer (must-revalidate, proxy-revalidate, no-cache, s-maxage); and only while its body can still
+ * be read (bodyKept).
+ */
+export async function staleServable(cache: Cache, stale: CachedObject, windowSeconds: number, now: number): Promise<boolean> {
   const cc = stale.headers["cache-control"] ?? "";
   if (NEVER_STALE.test(cc)) return false;
   const asked = STALE_IF_ERROR.exec(cc);
@@ -290,14 +318,16 @@ async function fetchAndShare(
   try {
     res = await upstream(stale !== undefined ? validatorsOf(stale) : {}, signal);
   } catch (err) {
-    if (stale !== undefined && policy.staleIfErrorSeconds !== undefined && (await staleOnError(cache, stale, policy.staleIfErrorSeconds, err, now))) return staleAnswer(stale, { error: err });
+    if (stale !== undefined && (await staleOnError(cache, stale, policy, err, now))) return staleAnswer(stale, { error: err });
     throw err;
   }
-  if (res.status >= 500 && stale !== undefined && policy.staleIfErrorSeconds !== undefined && (await staleOnError(cache, stale, policy.staleIfErrorSeconds, res, now))) {
+  if (res.status >= 500 && stale !== undefined && (await staleOnError(cache, stale, policy, res, now))) {
     const replay = replayOf(res);
     replay.catch(() => {}); // (awaited only by a request refusing a stale answer)
     return staleAnswer(stale, { replay });
   }
+  // (the store answered: a hold on its bucket's stale entries ends)
+  if (policy.staleHold?.down === true && !storeFailed(res)) policy.staleHold.down = false;
   const bufferBytes = Math.min(policy.bufferBytes ?? policy.maxItemBytes, policy.maxItemBytes);
 
   if (res.status === 304 && stale !== undefined && (notTheStoredResponse(stale, res.headers) || !(await bodyKept(cache, stale)))) {

@@ -5,7 +5,8 @@
  * fresh entry                → HIT: 200/206/304 from memory (412/416 thrown as ProxyError)
  * stale entry                → revalidate (If-None-Match / If-Modified-Since), coalesced:
  *                              304 → REVALIDATED (expiry refreshed, body kept); 200 → MISS (replaced);
- *                              no answer or a 5xx, within stale_if_error_seconds → STALE (the entry as it is)
+ *                              no answer or a 5xx, within stale_if_error_seconds → STALE (the entry as it is);
+ *                              after such a failure, STALE at once while one request of the bucket asks (StaleHold)
  * no entry, no Range         → fill, coalesced: 200 ≤ max item → buffered, stored, MISS
  *                              (no-store/private: served, not stored, still MISS)
  * no entry, Range            → joins a fill already in flight, else BYPASS: the range goes upstream, nothing stored
@@ -25,7 +26,7 @@ import { forwardRequestHeaders } from "../http/headers.ts";
 import { parseRange } from "../http/range.ts";
 import { ProxyError } from "../errors.ts";
 import type { Cache } from "./cache.ts";
-import { runFlight, type CachePolicy, type FlightOutcome, type Shared, type UpstreamFetch } from "./flight.ts";
+import { runFlight, staleServable, type CachePolicy, type FlightOutcome, type Shared, type UpstreamFetch } from "./flight.ts";
 import { followerBody, resumeThrough, type FillCursor, type FillTap } from "./fill-tap.ts";
 import { notModified, respondFromFill, respondFromObject } from "./respond.ts";
 import type { CachedObject, MaybePromise, SharedWait } from "./types.ts";
@@ -160,6 +161,13 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
   // was revalidated and kept). A fresh entry still answers it (serving stores nothing).
   if (flight === undefined && NO_STORE.test(reqHeaders.get("cache-control") ?? "")) return goUpstream(args, 0);
 
+  // The bucket's store failing its revalidations (StaleHold): a stale entry is answered at once
+  // while another request asks the store (the probe, or this key's flight); else this one probes.
+  const hold = obj !== undefined ? args.policy.staleHold : undefined;
+  if (hold?.down === true && (hold.probing || flight !== undefined) && (await staleServable(cache, obj!, args.policy.staleIfErrorSeconds!, now))) {
+    return finish(args, { shared: { kind: "object", obj: obj!, status: "STALE" } }, 0, ranged, now);
+  }
+
   let outcome: FlightOutcome;
   let calls = 0;
   try {
@@ -172,6 +180,11 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
       const leave = () => {
         if (cache.inflight.get(key) === p) cache.inflight.delete(key);
       };
+      if (hold?.down === true && !hold.probing) {
+        hold.probing = true;
+        const probed = () => void (hold.probing = false);
+        p.then(probed, probed);
+      }
       p.then((o) => {
         if (o.stored === undefined) return leave();
         answered.set(p, o);

@@ -31,7 +31,8 @@ beforeAll(async () => {
       staleBucket("s", 60) +
       staleBucket("sw", 1) +
       staleBucket("sb", 60, ", circuit_breaker: { failure_threshold: 1, timeout_seconds: 60 }") +
-      staleBucket("st", 60, ", timeout: 0.3"),
+      staleBucket("st", 60, ", timeout: 0.3") +
+      staleBucket("sh", 60, ", timeout: 0.3"),
   );
 });
 afterAll(async () => {
@@ -135,23 +136,23 @@ test("stale_if_error_seconds: a stale entry whose revalidation fails (500, 502, 
     ["504", { kind: "error", status: 504, code: "GatewayTimeout" }],
     ["reset", { kind: "reset" }],
   ] as const;
-  await Promise.all(
-    kinds.map(async ([name, fault]) => {
-      const key = `stale-${name}.txt`;
-      await cached("s", key, `old ${name}`);
-      s3.faults.set(`/reval/${key}`, fault);
-      try {
-        const res = await fetch(px.url(`/s/${key}`));
-        expect([name, res.status, res.headers.get("x-cache"), await res.text()]).toEqual([name, 200, "STALE", `old ${name}`]);
-        expect(Number(res.headers.get("age"))).toBeGreaterThanOrEqual(0);
-        expect(s3.faults.hits(`/reval/${key}`)).toBeGreaterThanOrEqual(1); // (the store was asked)
-      } finally {
-        s3.faults.delete(`/reval/${key}`);
-      }
-      const back = await fetch(px.url(`/s/${key}`));
-      expect([name, back.status, back.headers.get("x-cache"), await back.text()]).toEqual([name, 200, "REVALIDATED", `old ${name}`]);
-    }),
-  );
+  // (one after another: after a failure, the bucket's other stale entries are answered at once
+  // while a request asks the store; the last test says so)
+  for (const [name, fault] of kinds) {
+    const key = `stale-${name}.txt`;
+    await cached("s", key, `old ${name}`);
+    s3.faults.set(`/reval/${key}`, fault);
+    try {
+      const res = await fetch(px.url(`/s/${key}`));
+      expect([name, res.status, res.headers.get("x-cache"), await res.text()]).toEqual([name, 200, "STALE", `old ${name}`]);
+      expect(Number(res.headers.get("age"))).toBeGreaterThanOrEqual(0);
+      expect(s3.faults.hits(`/reval/${key}`)).toBeGreaterThanOrEqual(1); // (the store was asked)
+    } finally {
+      s3.faults.delete(`/reval/${key}`);
+    }
+    const back = await fetch(px.url(`/s/${key}`));
+    expect([name, back.status, back.headers.get("x-cache"), await back.text()]).toEqual([name, 200, "REVALIDATED", `old ${name}`]);
+  }
   const log = px.logs().find((l) => l.msg === "request" && l.path === "/s/stale-500.txt" && l.cache === "STALE");
   expect(log?.status).toBe(200);
   const text = await (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text();
@@ -301,4 +302,45 @@ test("stale_if_error_seconds with the bucket's circuit breaker open: the stale c
   const open = await fetch(px.url("/sb/breaker.txt"));
   expect([open.status, open.headers.get("x-cache"), await open.text()]).toEqual([200, "STALE", "old"]);
   expect(asked()).toBe(before);
+});
+
+test("stale_if_error_seconds: once a revalidation found the store not answering, the bucket's other stale entries (and the same key) are answered STALE at once while one request asks the store; the store back, that request refreshes", async () => {
+  const keys = ["hold-a.txt", "hold-b.txt", "hold-c.txt"];
+  for (const key of keys) await cached("sh", key, `old ${key}`);
+  const asked = (key: string) => s3.requests.filter((e) => e.pathname === `/reval/${key}`).length;
+  const before = Object.fromEntries(keys.map((k) => [k, asked(k)]));
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  for (const key of keys) s3.faults.set(`/reval/${key}`, { kind: "delay", ms: 30_000, until: held });
+  const timed = async (key: string) => {
+    const t0 = performance.now();
+    const res = await fetch(px.url(`/sh/${key}`));
+    return { answer: [key, res.status, res.headers.get("x-cache"), await res.text()], ms: performance.now() - t0 };
+  };
+  try {
+    // the first waits for its revalidation to fail (s3.timeout: 0.3 s)
+    const first = await timed("hold-a.txt");
+    expect(first.answer).toEqual(["hold-a.txt", 200, "STALE", "old hold-a.txt"]);
+    // the next one asks the store (the probe; its client waits for it) ...
+    const probe = timed("hold-b.txt");
+    await waitFor(() => asked("hold-b.txt") > before["hold-b.txt"]!, { message: "the probe to reach the store" });
+    // ... while another key, and the first key again, are answered at once without asking it
+    const other = await timed("hold-c.txt");
+    const again = await timed("hold-a.txt");
+    expect(other.answer).toEqual(["hold-c.txt", 200, "STALE", "old hold-c.txt"]);
+    expect(again.answer).toEqual(["hold-a.txt", 200, "STALE", "old hold-a.txt"]);
+    expect(asked("hold-c.txt")).toBe(before["hold-c.txt"]);
+    expect(asked("hold-a.txt")).toBe(before["hold-a.txt"]! + 1);
+    expect(other.ms).toBeLessThan(first.ms / 2);
+    expect(again.ms).toBeLessThan(first.ms / 2);
+    expect((await probe).answer).toEqual(["hold-b.txt", 200, "STALE", "old hold-b.txt"]);
+  } finally {
+    for (const key of keys) s3.faults.delete(`/reval/${key}`);
+    release();
+  }
+  // the store back: the next request asks it and refreshes its entry, which ends the hold
+  const back = await fetch(px.url("/sh/hold-c.txt"));
+  expect([back.status, back.headers.get("x-cache"), await back.text()]).toEqual([200, "REVALIDATED", "old hold-c.txt"]);
+  const next = await fetch(px.url("/sh/hold-a.txt"));
+  expect([next.status, next.headers.get("x-cache"), await next.text()]).toEqual([200, "REVALIDATED", "old hold-a.txt"]);
 });
