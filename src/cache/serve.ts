@@ -164,7 +164,8 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
   // The bucket's store failing its revalidations (StaleHold): a stale entry is answered at once
   // while another request asks the store (the probe, or this key's flight); else this one probes.
   const hold = obj !== undefined ? args.policy.staleHold : undefined;
-  if (hold?.down === true && (hold.probing || flight !== undefined) && (await staleServable(cache, obj!, args.policy.staleIfErrorSeconds!, now))) {
+  // (a client refusing a stale answer, no-cache or max-age=0, takes the path below: the store's word or its failure)
+  if (hold?.down === true && (hold.probing || flight !== undefined) && !refusesStale(args.reqHeaders, now - obj!.expiresAt) && (await staleServable(cache, obj!, args.policy.staleIfErrorSeconds!, now))) {
     return finish(args, { shared: { kind: "object", obj: obj!, status: "STALE" } }, 0, ranged, now);
   }
 

@@ -333,6 +333,11 @@ test("stale_if_error_seconds: once a revalidation found the store not answering,
     expect(asked("hold-a.txt")).toBe(before["hold-a.txt"]! + 1);
     expect(other.ms).toBeLessThan(first.ms / 2);
     expect(again.ms).toBeLessThan(first.ms / 2);
+    // a client refusing a stale answer (no-cache) is not answered from the hold: it asks the store, and gets its failure
+    const refusing = await fetch(px.url("/sh/hold-c.txt"), { headers: { "cache-control": "no-cache" } });
+    await refusing.arrayBuffer();
+    expect([refusing.status >= 500, refusing.headers.get("x-cache")]).toEqual([true, "MISS"]);
+    expect(asked("hold-c.txt")).toBe(before["hold-c.txt"]! + 1);
     expect((await probe).answer).toEqual(["hold-b.txt", 200, "STALE", "old hold-b.txt"]);
   } finally {
     for (const key of keys) s3.faults.delete(`/reval/${key}`);
