@@ -21,6 +21,16 @@ function shownPath(p: string | undefined, baseDir: string): string {
   return `${join(baseDir, p)} ("${p}", relative to the config's folder)`;
 }
 
+/**
+ * A cached bucket's flag, with its own stale_if_error_seconds when it differs from the cache
+ * section's (the cache line says that default; a bucket's own was said nowhere).
+ */
+function cachedFlag(c: Config, b: Config["buckets"][number]): string {
+  const own = b.cache?.stale_if_error_seconds;
+  if (own === undefined || own === c.cache.stale_if_error_seconds) return "cached";
+  return `cached (stale-if-error ${own > 0 ? `${own}s` : "off"})`;
+}
+
 /** `verdict`: the headline's word on the config ("OK" only when --check exits 0). */
 export function summarize(c: Config, file: string, verdict = "OK"): string {
   const s = c.server;
@@ -64,7 +74,7 @@ export function summarize(c: Config, file: string, verdict = "OK"): string {
       b.access === "read-write" ? `read-write${b.auth.write_claims.length ? `+${b.auth.write_claims.length} write rules` : ""}${b.auth.anonymous_writes ? " (anonymous writes)" : ""}` : "",
       b.listing.enabled ? "listing" : "",
       b.ip_filter.allowlist.length + b.ip_filter.blocklist.length > 0 ? "ip_filter" : "",
-      c.cache.enabled && b.cache?.enabled ? "cached" : "",
+      c.cache.enabled && b.cache?.enabled ? cachedFlag(c, b) : "",
       b.s3.circuit_breaker ? "breaker" : "",
       b.s3.rate_limit ? `rate=${b.s3.rate_limit.requests_per_second}/s` : "",
     ].filter(Boolean);

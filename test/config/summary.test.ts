@@ -102,6 +102,16 @@ describe("--check summary", () => {
     expect(b).toMatch(/→ ro \(s3:\/\/bkt @ aws:us-east-1\) anonymous public\n/);
   });
 
+  test("a bucket's own cache.stale_if_error_seconds is on its line when it differs from the cache section's (the line said only `cached`)", () => {
+    const line = (section: number, own: string) =>
+      summarize(parseConfig(`cache: { enabled: true, stale_if_error_seconds: ${section} }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt }, cache: { enabled: true${own} } }\n`, { env: {} }), "c.yaml").split("\n").find((l) => l.includes("→ b "))!;
+    expect(line(0, ", stale_if_error_seconds: 60")).toEndWith(" anonymous public cached (stale-if-error 60s)");
+    expect(line(300, ", stale_if_error_seconds: 0")).toEndWith(" anonymous public cached (stale-if-error off)");
+    // (the section's default, said on the cache line, is not repeated)
+    expect(line(60, ", stale_if_error_seconds: 60")).toEndWith(" anonymous public cached");
+    expect(line(60, "")).toEndWith(" anonymous public cached");
+  });
+
   test("the limits line prints the rates that are set, and only those (a per-address rate alone printed global=-/s)", () => {
     const limits = (rate: string) => summarize(parseConfig(`server: { rate_limit: ${rate} }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n`, { env: {} }), "c.yaml").split("\n").find((l) => l.startsWith("limits"))!;
     expect(limits("{ per_ip: { requests_per_second: 5 } }")).toEndWith(" rate: per_ip=5/s");
