@@ -36,6 +36,8 @@ export interface ParsedYaml {
   quotedVars: Map<string, string>;
   /** Formatted paths whose value is one unquoted `${VAR}` tagged `!!str` or `!` (a string by its tag): the tag and the placeholder as written (`!!str ${PORT}`). */
   taggedVars: Map<string, string>;
+  /** Formatted paths whose scalar is tagged `!!str` or `!` (a string by its tag, whatever its text): the tag as written, and whether the text is quoted too. */
+  stringTags: Map<string, { tag: string; quoted: boolean }>;
   /** Formatted paths whose value was exactly one `${VAR}` from the environment and stayed a string (quoted, or its value reads as no number or boolean): the variable's name. */
   stringVars: Map<string, string>;
   /** Formatted paths whose value holds a `${VAR}` from the environment among other text: the (first) variable's name. */
@@ -647,6 +649,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   };
   const lines = new Map<string, number>();
   const writtenNumbers = new Map<string, { written: string; read: string }>();
+  const stringTags = new Map<string, { tag: string; quoted: boolean }>();
   const sub: Substitution = { env, budget: { left: MAX_SUBSTITUTED_CHARS, said: false }, issues: [], typedVars: new Map(), quotedVars: new Map(), taggedVars: new Map(), stringVars: new Map(), partVars: new Map(), writtenNumbers };
   const { issues, typedVars, quotedVars, taggedVars, stringVars, partVars } = sub;
   const rootLine = line(doc.contents);
@@ -738,6 +741,9 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     } else if (isScalar(n) && typeof n.value === "string" && n.value.includes("${")) {
       placeholders(n as Scalar & { value: string }, f, lines.get(f.fmt), sub);
     } else if (isScalar(n)) noteWrittenNumber(n, f.fmt, writtenNumbers);
+    // (`port: !!str 8080` has no quotes to drop: the tag is what made it a string)
+    const tag = isScalar(n) ? stringTag(n) : undefined;
+    if (tag !== undefined) stringTags.set(f.fmt, { tag, quoted: (n as Scalar).type !== "PLAIN" });
   }
   const cycle = aliasInsideItsAnchor(doc.contents, aliasTargets);
   if (cycle !== undefined) {
@@ -759,5 +765,5 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     }
     return rootLine;
   };
-  return { doc, lineOf, issues, typedVars, quotedVars, taggedVars, stringVars, partVars, aliasTargets, writtenNumbers };
+  return { doc, lineOf, issues, typedVars, quotedVars, taggedVars, stringTags, stringVars, partVars, aliasTargets, writtenNumbers };
 }

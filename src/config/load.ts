@@ -358,7 +358,17 @@ function givenBoundMessage(issue: z.core.$ZodIssue, v: unknown): string | undefi
   return why < 0 ? `${message}, got ${got}` : `${message.slice(0, why)}, got ${got}${message.slice(why)}`;
 }
 
-function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, partVar?: string): string {
+/**
+ * What to drop from a string of digits (or true/false) where a number (or a boolean) goes: its
+ * quotes, or the `!!str` / `!` tag that made it a string (`port: !!str 8080` has no quotes).
+ */
+function unquoteHint(tagged: { tag: string; quoted: boolean } | undefined, boolean = false): string {
+  if (tagged === undefined) return boolean ? " (write true or false, without quotes)" : " (write it without quotes)";
+  const drop = `drop the ${tagged.tag} tag${tagged.quoted ? " and the quotes" : ""}`;
+  return boolean ? ` (write true or false, and ${drop})` : ` (${drop})`;
+}
+
+function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, partVar?: string, tagged?: { tag: string; quoted: boolean }): string {
   const range = rangeMessage(issue, valueAt(raw, issue.path), issue.path) ?? givenBoundMessage(issue, valueAt(raw, issue.path));
   if (range !== undefined) return range;
   const option = optionMessage(issue, valueAt(raw, issue.path), fromVar, partVar);
@@ -385,11 +395,11 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, par
     const numeric = expected === "number" || expected === "int";
     const byVar = numeric || expected === "boolean" ? variableHint(v, numeric ? "number" : "boolean", fromVar) : undefined;
     if (byVar !== undefined) hint = byVar;
-    else if (typeof v === "string" && (expected === "number" || expected === "int") && /^\s*-?\d+(\.\d+)?\s*$/.test(v)) hint = " (write it without quotes)";
+    else if (typeof v === "string" && (expected === "number" || expected === "int") && /^\s*-?\d+(\.\d+)?\s*$/.test(v)) hint = unquoteHint(tagged);
     else if (typeof v === "string" && (expected === "number" || expected === "int") && v.includes("${")) hint = " (it still holds a ${...}: a ${NAME:-default} inside another one's default is not substituted; give the default as a plain value)";
     else if (typeof v === "string" && (expected === "number" || expected === "int") && issue.path.at(-1) === "port") hint = " (a port number, 0-65535, without quotes)";
     else if (typeof v === "string" && (expected === "number" || expected === "int")) hint = " (a plain number: seconds, bytes or a count, no unit)";
-    else if (typeof v === "string" && expected === "boolean") hint = " (write true or false, without quotes)";
+    else if (typeof v === "string" && expected === "boolean") hint = unquoteHint(tagged, true);
     // (the original's `address: 8080`: a port alone)
     else if (typeof v === "number" && expected === "string" && formatPath(issue.path as PathSegment[]) === "server.address") hint = " (an address such as 0.0.0.0, or host:port as the original wrote it; a port alone goes in server.port)";
     // (`secret: 12345`, `bucket: 2024`, `value: true`: YAML reads an unquoted number or true/false as one, and a secret's
@@ -425,7 +435,7 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, par
     if (wants.length === 0) return issue.message;
     const numeric = wants.some((w) => w === "a number" || w === "an integer");
     const byVar = numeric || wants.includes("a boolean") ? variableHint(v, numeric ? "number" : "boolean", fromVar) : undefined;
-    const hint = byVar ?? (typeof v === "string" && /^\s*-?\d+(\.\d+)?\s*$/.test(v) && numeric ? " (write it without quotes)" : "");
+    const hint = byVar ?? (typeof v === "string" && /^\s*-?\d+(\.\d+)?\s*$/.test(v) && numeric ? unquoteHint(tagged) : "");
     return `expected ${[...new Set(wants)].join(" or ")}, got ${kindOf(v)}${hint}`;
   }
   return issue.message;
@@ -732,7 +742,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
         found.push({ path, message: `\${${typedVar}} was written without quotes and its value reads as a number or boolean: write "\${${typedVar}}" (quoted) to keep it a string` });
         continue;
       }
-      found.push({ path, message: zodMessage(i, raw, y.stringVars.get(formatPath(path)), y.partVars.get(formatPath(path))) });
+      found.push({ path, message: zodMessage(i, raw, y.stringVars.get(formatPath(path)), y.partVars.get(formatPath(path)), y.stringTags.get(formatPath(path))) });
     }
     for (let j = found.length - 1; j >= 0 && meant.size > 0; j--) if (found[j]!.message.startsWith("required") && meant.has(formatPath(found[j]!.path))) found.splice(j, 1);
     // The rest is checked as if the unknown keys and the refused values were not there (a refused

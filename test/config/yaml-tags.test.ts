@@ -68,6 +68,19 @@ describe("YAML tags", () => {
     }
   });
 
+  test("a number or true/false tagged !!str (or !) where one goes is told to drop the tag, not the quotes it does not have", () => {
+    const cases: Array<[string, string]> = [
+      ["server: { port: !!str 8080 }", "server.port: expected a number, got a string (drop the !!str tag)"],
+      ["server: { port: ! 8080 }", "server.port: expected a number, got a string (drop the ! tag)"],
+      ['server: { port: !!str "8080" }', "server.port: expected a number, got a string (drop the !!str tag and the quotes)"],
+      ["server: { workers: !!str 4 }", 'server.workers: expected a number or "auto", got a string (drop the !!str tag)'],
+      ["server: { rate_limit: { enabled: !!str true } }", "server.rate_limit.enabled: expected a boolean, got a string (write true or false, and drop the !!str tag)"],
+      // (quoted alone, the quotes are what to drop)
+      ['server: { port: "8080" }', "server.port: expected a number, got a string (write it without quotes)"],
+    ];
+    expect(cases.map(([yaml]) => messages(`${yaml}\n${cfg("us-east-1")}`)[0])).toEqual(cases.map(([, m]) => `c.yaml:1: ${m}`));
+  });
+
   test("binary and timestamp values are named as what they are", () => {
     expect(messages(cfg("!!binary dXMtZWFzdC0x")).join("\n")).toContain("got binary data (!!binary)");
     expect(messages(cfg("!!timestamp 2001-12-14")).join("\n")).toContain("got a timestamp");
