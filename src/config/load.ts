@@ -289,6 +289,11 @@ function numberBounds(schema: z.core.$ZodType, path: readonly PropertyKey[]): Bo
 function rangeMessage(issue: z.core.$ZodIssue, v: unknown, path: readonly PropertyKey[]): string | undefined {
   if (issue.code !== "too_big" && issue.code !== "too_small") return undefined;
   if ((issue.origin !== "number" && issue.origin !== "int") || typeof v !== "number" || !/^Too (?:big|small): /.test(issue.message)) return undefined;
+  // zod's implicit bound of a whole number, met alone by a key with no bound of its own on that
+  // side (one with its own says that one): it is no range of the key ("must be from 1 to
+  // 9007199254740991" for max_concurrent_requests, documented as at least 1), but the largest
+  // whole number held exactly.
+  if (isSafeIntegerBound(issue)) return `must be ${issue.code === "too_big" ? `at most ${Number.MAX_SAFE_INTEGER}` : `at least ${-Number.MAX_SAFE_INTEGER}`}, got ${v}: a ${issue.code === "too_big" ? "larger" : "smaller"} whole number is not held exactly`;
   const b = numberBounds(ConfigSchema, path) ?? {};
   if (issue.code === "too_big") b.max = [Number(issue.maximum), issue.inclusive === true];
   else b.min = [Number(issue.minimum), issue.inclusive === true];
