@@ -754,7 +754,7 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     // value with a default takes it), so the report also lists what the semantic checks would
     // say next (a duplicate prefix, a short secret...). When leaving them out still fails (a
     // required value was refused), those checks wait for the next run.
-    const without = withoutKeys(raw, [...unknown, ...refused]);
+    const without = withoutKeys(raw, [...unknown, ...refused], standIn);
     const again = ConfigSchema.safeParse(without);
     if (!again.success) throw report(found.map(toIssue), true);
     // Not about a value already reported (an unset ${VAR} left as written is no short
@@ -764,7 +764,8 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
     const holders = new Set([...unknown, ...refused].filter((p) => typeof p.at(-2) === "number").map((p) => formatPath(p.slice(0, -1))));
     // Nor about a sibling of a refused value, judged against the default that stands in for
     // it (a refused `jwt.algorithm: ES512` read as HS256 said to set jwt.secret).
-    const refusedIn = new Set(refused.map((p) => formatPath(p.slice(0, -1))));
+    // (a value no such check reads, given a stand-in, judges none of them)
+    const refusedIn = new Set(refused.filter((p) => standIn(p) === undefined).map((p) => formatPath(p.slice(0, -1))));
     // Such a sibling's own checks (a short session_key beside a refused max_session_seconds, an
     // endpoint with a password beside a refused timeout) were not made either: the header says
     // more checks wait, so a run that lists one problem does not read as the whole list.
@@ -911,14 +912,28 @@ function spaces(w: string): string {
 }
 
 /** A deep copy of `raw` without the keys at `paths` (each the path of one key). */
-function withoutKeys(raw: object, paths: PathSegment[][]): unknown {
+function withoutKeys(raw: object, paths: PathSegment[][], standIn: (path: PathSegment[]) => unknown = () => undefined): unknown {
   const copy = structuredClone(raw) as Record<string | number, unknown>;
   for (const p of paths) {
     let node: unknown = copy;
     for (let k = 0; k < p.length - 1 && node !== null && typeof node === "object"; k++) node = (node as Record<string | number, unknown>)[p[k]!];
-    if (node !== null && typeof node === "object") delete (node as Record<string | number, unknown>)[p[p.length - 1]!];
+    if (node === null || typeof node !== "object") continue;
+    const instead = standIn(p);
+    if (instead === undefined) delete (node as Record<string | number, unknown>)[p[p.length - 1]!];
+    else (node as Record<string | number, unknown>)[p[p.length - 1]!] = instead;
   }
   return copy;
+}
+
+/**
+ * Required values that no check across keys reads, and a stand-in each takes in the second pass
+ * in place of a refused or missing one: left out, its entry failed again and held every other
+ * check back (a short secret_access_key held back a short sts.session_key, said a run later).
+ */
+const STAND_INS: Record<string, unknown> = { "s3_api.credentials[].secret_access_key": "(refused: a stand-in)" };
+
+function standIn(path: PathSegment[]): unknown {
+  return STAND_INS[formatPath(path).replace(/\[\d+\]/g, "[]")];
 }
 
 /** Parses and validates config text. Throws ConfigError with every issue found. */

@@ -1656,6 +1656,25 @@ test("a check held back beside a refused value is announced: the report says mor
   expect(held(`buckets:\n  - name: b\n    path_prefix: /b\n    s3: { bucket: bkt, endpoint: "http://127.0.0.1:9000", timeout: 3000000 }\n`).more).toBe(false);
 });
 
+test("a refused secret_access_key (read by no check across keys) holds none back: a short sts.session_key is said in the same run (it waited for the next)", () => {
+  const yaml = `jwt:\n  enabled: true\n  secret: \${JWT_SECRET}\ns3_api:\n  enabled: true\n  sts: { enabled: true, session_key: "\${STS_KEY}" }\n  credentials:\n    - { access_key_id: AKIARWTEST, secret_access_key: "\${RW_SK}", identity: rw, buckets: { b: [read] } }\n${B}`;
+  const run = (env: Record<string, string>) => {
+    try {
+      parseConfig(yaml, { env });
+    } catch (err) {
+      if (err instanceof ConfigError) return { more: err.more, said: err.issues.map((i) => `${i.path}: ${i.message}`) };
+    }
+    throw new Error("expected a ConfigError");
+  };
+  expect(run({ STS_KEY: "short", RW_SK: "short" })).toEqual({
+    more: false,
+    said: ["jwt.secret: environment variable JWT_SECRET is not set", "s3_api.sts.session_key: must be at least 32 bytes, got 5", "s3_api.credentials[0].secret_access_key: must be at least 16 characters, got 5 characters"],
+  });
+  // (left out, it is required, and still holds nothing back)
+  expect(run({ STS_KEY: "short", RW_SK: "short", JWT_SECRET: "0123456789abcdef0123456789abcdef" }).said).toEqual(["s3_api.sts.session_key: must be at least 32 bytes, got 5", "s3_api.credentials[0].secret_access_key: must be at least 16 characters, got 5 characters"]);
+  expect(issues(yaml.replace(', secret_access_key: "${RW_SK}"', ""), { STS_KEY: "short", JWT_SECRET: "0123456789abcdef0123456789abcdef" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["s3_api.sts.session_key: must be at least 32 bytes, got 5", "s3_api.credentials[0].secret_access_key: required"]);
+});
+
 describe("settings accepted but read by nothing are said (notes)", () => {
   test("authorization keys of the other type: named, never their values", () => {
     const c = parseConfig(
