@@ -3,9 +3,11 @@
  * (lower case, punctuation dropped, spaces as `-`, a repeated heading's anchor suffixed `-1`, `-2`),
  * so a heading renamed or removed by a merge is caught here rather than by a reader.
  */
-import { expect, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+
+setDefaultTimeout(30_000);
 
 const README = readFileSync(join(import.meta.dir, "../../README.md"), "utf8").replace(/^```[\s\S]*?^```/gm, "");
 

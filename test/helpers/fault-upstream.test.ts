@@ -1,7 +1,9 @@
 /** The raw fault upstream's answers are what its Fault kinds say, whatever their size. */
-import { expect, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { startFaultUpstream } from "./fault-upstream.ts";
 import { rawHttp, rawStatus } from "./raw-http.ts";
+
+setDefaultTimeout(30_000);
 
 test("cut writes all `send` bytes (12 MiB, more than a socket takes at once) before it closes", async () => {
   const body = "x".repeat(12 * 1024 * 1024);
