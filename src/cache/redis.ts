@@ -124,6 +124,16 @@ if ARGV[4] ~= '' then
   end
 end
 return 1`;
+/**
+ * An entry's time to live in Redis (PX, ms): until its expiry, or `stale_if_error_seconds` past it
+ * (keepUntil). Capped at 2^53-1 ms (~285,000 years): a ttl_seconds and a stale_if_error_seconds
+ * each near their config bound add up past what Redis takes (a signed 64-bit time), and the SET
+ * was refused, the entry never stored.
+ */
+function pxOf(obj: { keepUntil?: number | undefined; expiresAt: number }): number {
+  return Math.min(Math.floor((obj.keepUntil ?? obj.expiresAt) - Date.now()), Number.MAX_SAFE_INTEGER);
+}
+
 /** A large entry and its stub (KEYS: object, large entry; ARGV: value, stub, PX). */
 const SET_BULK = `redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
 return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])`;
@@ -353,9 +363,9 @@ export class RedisLayer implements CacheLayer {
     let value: Uint8Array | string = "";
     let ttl = 0;
     if (store && obj.body !== undefined && this.accepts(obj.size)) {
-      ttl = Math.floor((obj.keepUntil ?? obj.expiresAt) - Date.now());
+      ttl = pxOf(obj);
       if (ttl >= 1) value = encodeEntry(obj as CachedObject, new Uint8Array(await obj.body.arrayBuffer()), this.storeOf(obj.key) ?? undefined);
-      ttl = Math.floor((obj.keepUntil ?? obj.expiresAt) - Date.now());
+      ttl = pxOf(obj);
       if (ttl < 1) value = "";
     }
     if (value !== "") this.remember(obj.key);
@@ -475,7 +485,7 @@ export class RedisLayer implements CacheLayer {
     if (!this.accepts(obj.size)) return;
     const since = this.purges.now;
     const body = new Uint8Array(await obj.body.arrayBuffer());
-    const ttl = Math.floor((obj.keepUntil ?? obj.expiresAt) - Date.now());
+    const ttl = pxOf(obj);
     // Expired (nothing to share, nor kept for stale_if_error_seconds), or purged while the body was read.
     if (ttl < 1 || this.purges.purgedSince(since, obj.key)) return;
     this.remember(obj.key);

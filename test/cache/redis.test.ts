@@ -182,6 +182,15 @@ describe("storage", () => {
     expect(l.accepts(1001)).toBe(false);
   });
 
+  test("an entry kept far past its expiry (ttl_seconds and stale_if_error_seconds each near their bound) is still stored, its PX capped at 2^53-1 ms", async () => {
+    const l = await layer({ prefix: "far:" });
+    const obj = fresh("b/far", 10, 2 ** 53 - 1);
+    obj.keepUntil = obj.expiresAt + (2 ** 53 - 1) * 1000;
+    await l.put(obj);
+    expect(await raw.exists("far:obj:b/far")).toBe(true);
+    expect(Number(await raw.send("PTTL", ["far:obj:b/far"]))).toBeGreaterThan(2 ** 52);
+  });
+
   test("a corrupt value, or one written for another key, is a miss and is deleted", async () => {
     const l = await layer({ prefix: "bad:" });
     await raw.set("bad:obj:b/junk", "not an entry");
