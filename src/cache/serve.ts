@@ -151,6 +151,10 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
     }
   }
 
+  // A request for a stored answer only (only-if-cached, RFC 9111 §5.2.1.7) with none fresh here:
+  // 504, the store not asked (it was asked, and the answer stored, as for any miss).
+  if (ONLY_IF_CACHED.test(reqHeaders.get("cache-control") ?? "")) throw new ProxyError("GatewayTimeout", { detail: "Cache-Control: only-if-cached, and no fresh copy of the object is cached" });
+
   // A Range S3 would honour (a single byte range) on a miss is not worth a full fill: pass it
   // through (a HEAD's too: S3's HeadObject answers a Range with 206, see respondFromObject).
   const ranged = parseRange(reqHeaders.get("range"), Number.MAX_SAFE_INTEGER).kind !== "none";
@@ -346,6 +350,7 @@ async function followFill(args: ServeArgs, tap: FillTap, calls: number, now: num
 
 /** Cache-Control's no-store directive (a list member, any case). */
 const NO_STORE = /(?:^|,)\s*no-store\s*(?:,|$)/i;
+const ONLY_IF_CACHED = /(?:^|,)\s*only-if-cached\s*(?:,|$)/i;
 /** A request's Cache-Control directives that bear on a stale answer (RFC 9111 §5.2.1). */
 const STALE_REFUSALS = /(?:^|,)\s*(no-cache|max-age|min-fresh|max-stale)\s*(?:=\s*"?(\d*)"?)?\s*(?=,|$)/gi;
 

@@ -349,3 +349,25 @@ test("stale_if_error_seconds: once a revalidation found the store not answering,
   const next = await fetch(px.url("/sh/hold-a.txt"));
   expect([next.status, next.headers.get("x-cache"), await next.text()]).toEqual([200, "REVALIDATED", "old hold-a.txt"]);
 });
+
+test("Cache-Control: only-if-cached (RFC 9111 §5.2.1.7): a fresh cached copy answers; with none (a miss, a stale copy) 504, the store not asked", async () => {
+  await s3.put("reval", "oic-fresh.txt", "fresh", { cacheControl: "max-age=600" });
+  await s3.put("reval", "oic-miss.txt", "never cached");
+  const asked = (key: string) => s3.requests.filter((e) => e.pathname === `/reval/${key}`).length;
+  const first = await fetch(px.url("/c/oic-fresh.txt"));
+  expect([first.headers.get("x-cache"), await first.text()]).toEqual(["MISS", "fresh"]);
+  const only = { headers: { "cache-control": "only-if-cached" } };
+  const hit = await fetch(px.url("/c/oic-fresh.txt"), only);
+  expect([hit.status, hit.headers.get("x-cache"), await hit.text()]).toEqual([200, "HIT", "fresh"]);
+  const before = asked("oic-miss.txt");
+  const miss = await fetch(px.url("/c/oic-miss.txt"), { headers: { "cache-control": "max-stale=0, Only-If-Cached" } });
+  expect([miss.status, ((await miss.json()) as { error: string }).error]).toEqual([504, "GatewayTimeout"]);
+  expect(asked("oic-miss.txt")).toBe(before);
+  // a stale copy (max-age=0): not answered, the store not asked either
+  await cached("c", "oic-stale.txt", "stale");
+  const staleBefore = asked("oic-stale.txt");
+  const stale = await fetch(px.url("/c/oic-stale.txt"), only);
+  expect(stale.status).toBe(504);
+  await stale.arrayBuffer();
+  expect(asked("oic-stale.txt")).toBe(staleBefore);
+});
