@@ -274,7 +274,8 @@ describe("requests S3 refuses before any permission check", () => {
   test("CreateBucket whose LocationConstraint names no region (1 MiB of text, upper case) → 400 InvalidLocationConstraint, the value not echoed (it was IllegalLocationConstraintException with the whole value in its Message)", async () => {
     const config = (lc: string) => `<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LocationConstraint>${lc}</LocationConstraint></CreateBucketConfiguration>`;
     const huge = "x".repeat(1 << 20);
-    for (const lc of [huge, "US-EAST-1", "not a region"]) {
+    // (shaped as a region's name, but longer than any: us-<1 MiB of letters>-1, us-east-100)
+    for (const lc of [huge, `us-${"a".repeat(1 << 20)}-1`, "us-east-100", "US-EAST-1", "not a region"]) {
       const r = await refused(signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: config(lc) }), 400, "InvalidLocationConstraint", "The specified location-constraint is not valid");
       expect(r.body.length).toBeLessThan(1000);
     }

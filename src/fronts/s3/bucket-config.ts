@@ -213,8 +213,12 @@ function unkeptBucketSetting(h: Headers): S3Error | undefined {
  * a success, a bucket the client took for public. Object Lock or another ObjectOwnership asked for
  * is refused too (unkeptBucketSetting).
  */
-/** What an AWS region's name looks like (us-east-1, us-gov-west-1, ap-southeast-3): a LocationConstraint that is not one is no region at all. */
-const REGION_NAME = /^[a-z]{2}(?:-[a-z]+){1,3}-\d{1,2}$/;
+/**
+ * What an AWS region's name looks like (us-east-1, us-gov-west-1, ap-southeast-3, us-isob-east-1): a
+ * LocationConstraint that is not one is no region at all. Each word is bounded (no region's is longer
+ * than 9 letters): the name goes back in IllegalLocationConstraintException's Message.
+ */
+const REGION_NAME = /^[a-z]{2}(?:-[a-z]{1,12}){1,3}-\d{1,2}$/;
 
 export async function createBucketOp(ctx: RequestContext, region: string): Promise<Response> {
   const h = requestHeaders(ctx);
