@@ -24,6 +24,9 @@ export interface PathIssue {
   column?: number;
 }
 
+/** A scalar tagged `!!str` or `!`: the tag, and how its text is written (plain, quoted, or a block scalar, `|` or `>`, a string with or without the tag). */
+export type StringTag = { tag: string; written: "plain" | "quoted" | "block" };
+
 export interface ParsedYaml {
   doc: Document;
   /** Line of the value at a formatted path (`buckets[0].s3`), or of its key when the value is empty. */
@@ -36,8 +39,8 @@ export interface ParsedYaml {
   quotedVars: Map<string, string>;
   /** Formatted paths whose value is one unquoted `${VAR}` tagged `!!str` or `!` (a string by its tag): the tag and the placeholder as written (`!!str ${PORT}`). */
   taggedVars: Map<string, string>;
-  /** Formatted paths whose scalar is tagged `!!str` or `!` (a string by its tag, whatever its text): the tag as written, and whether the text is quoted too. */
-  stringTags: Map<string, { tag: string; quoted: boolean }>;
+  /** Formatted paths whose scalar is tagged `!!str` or `!` (a string by its tag, whatever its text): the tag as written, and how the text is written. */
+  stringTags: Map<string, StringTag>;
   /** Formatted paths whose value was exactly one `${VAR}` from the environment and stayed a string (quoted, or its value reads as no number or boolean): the variable's name. */
   stringVars: Map<string, string>;
   /** Formatted paths whose value holds a `${VAR}` from the environment among other text: the (first) variable's name. */
@@ -649,7 +652,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
   };
   const lines = new Map<string, number>();
   const writtenNumbers = new Map<string, { written: string; read: string }>();
-  const stringTags = new Map<string, { tag: string; quoted: boolean }>();
+  const stringTags = new Map<string, StringTag>();
   const sub: Substitution = { env, budget: { left: MAX_SUBSTITUTED_CHARS, said: false }, issues: [], typedVars: new Map(), quotedVars: new Map(), taggedVars: new Map(), stringVars: new Map(), partVars: new Map(), writtenNumbers };
   const { issues, typedVars, quotedVars, taggedVars, stringVars, partVars } = sub;
   const rootLine = line(doc.contents);
@@ -743,7 +746,10 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
     } else if (isScalar(n)) noteWrittenNumber(n, f.fmt, writtenNumbers);
     // (`port: !!str 8080` has no quotes to drop: the tag is what made it a string)
     const tag = isScalar(n) ? stringTag(n) : undefined;
-    if (tag !== undefined) stringTags.set(f.fmt, { tag, quoted: (n as Scalar).type !== "PLAIN" });
+    if (tag !== undefined) {
+      const type = (n as Scalar).type;
+      stringTags.set(f.fmt, { tag, written: type === "BLOCK_LITERAL" || type === "BLOCK_FOLDED" ? "block" : type === "PLAIN" ? "plain" : "quoted" });
+    }
   }
   const cycle = aliasInsideItsAnchor(doc.contents, aliasTargets);
   if (cycle !== undefined) {

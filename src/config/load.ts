@@ -11,7 +11,7 @@ import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
-import { ALIAS_CYCLE, MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit } from "./document.ts";
+import { ALIAS_CYCLE, MAX_EXPANDED_NODES, parseYamlConfig, safeYamlMessage, withinExpansionLimit, type StringTag } from "./document.ts";
 import { adoptOriginal, findLegacy, listenerAddressNotes, otherAuthorizerKeys, renamedPath } from "./legacy.ts";
 import { formatPath, gluedKeyName, shownKey, shownPath, type PathSegment } from "./path.ts";
 import { cutText, ellipsized } from "../util/text.ts";
@@ -367,13 +367,14 @@ function givenBoundMessage(issue: z.core.$ZodIssue, v: unknown): string | undefi
  * What to drop from a string of digits (or true/false) where a number (or a boolean) goes: its
  * quotes, or the `!!str` / `!` tag that made it a string (`port: !!str 8080` has no quotes).
  */
-function unquoteHint(tagged: { tag: string; quoted: boolean } | undefined, boolean = false): string {
+function unquoteHint(tagged: StringTag | undefined, boolean = false): string {
   if (tagged === undefined) return boolean ? " (write true or false, without quotes)" : " (write it without quotes)";
-  const drop = `drop the ${tagged.tag} tag${tagged.quoted ? " and the quotes" : ""}`;
+  // (a block scalar, `|` or `>`, is a string without its tag too: it has no quotes to drop)
+  const drop = `drop the ${tagged.tag} tag${tagged.written === "quoted" ? " and the quotes" : tagged.written === "block" ? " and write the value after the colon, not as a block scalar" : ""}`;
   return boolean ? ` (write true or false, and ${drop})` : ` (${drop})`;
 }
 
-function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, partVar?: string, tagged?: { tag: string; quoted: boolean }): string {
+function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, partVar?: string, tagged?: StringTag): string {
   const range = rangeMessage(issue, valueAt(raw, issue.path), issue.path) ?? givenBoundMessage(issue, valueAt(raw, issue.path));
   if (range !== undefined) return range;
   const option = optionMessage(issue, valueAt(raw, issue.path), fromVar, partVar);

@@ -79,6 +79,8 @@ describe("YAML tags", () => {
       ['server: { port: "8080" }', "server.port: expected a number, got a string (write it without quotes)"],
     ];
     expect(cases.map(([yaml]) => messages(`${yaml}\n${cfg("us-east-1")}`)[0])).toEqual(cases.map(([, m]) => `c.yaml:1: ${m}`));
+    // (a block scalar has no quotes to drop, and is a string without the tag too)
+    expect(messages(`server:\n  port: !!str >-\n    8080\n${cfg("us-east-1")}`)[0]).toBe("c.yaml:2: server.port: expected a number, got a string (drop the !!str tag and write the value after the colon, not as a block scalar)");
   });
 
   test("binary and timestamp values are named as what they are", () => {
