@@ -261,9 +261,11 @@ describe("requests S3 refuses before any permission check", () => {
     const bad = await refused(signed({ method: "PUT", path: "/data", headers: { "x-amz-object-ownership": "Nobody" } }), 400, "InvalidArgument");
     expect(bad.body).toContain("<ArgumentName>x-amz-object-ownership</ArgumentName>");
     // (neither true nor false, the header twice included: it was 200, a lock perhaps asked for and never enabled)
-    for (const value of ["yes", "1", "true, true", "on"]) {
+    for (const value of ["yes", "1", "true, true", "On"]) {
       const lock = await refused(signed({ method: "PUT", path: "/data", headers: { "x-amz-bucket-object-lock-enabled": value } }), 400, "InvalidArgument", "Invalid x-amz-bucket-object-lock-enabled header");
       expect(lock.body).toContain("<ArgumentName>x-amz-bucket-object-lock-enabled</ArgumentName>");
+      // (the value as the client sent it, not lower-cased)
+      expect(lock.body).toContain(`<ArgumentValue>${value}</ArgumentValue>`);
     }
     for (const headers of [{ "x-amz-bucket-object-lock-enabled": "false" }, { "x-amz-bucket-object-lock-enabled": " FALSE" }, { "x-amz-object-ownership": "BucketOwnerEnforced" }] as Record<string, string>[]) {
       const r = await signed({ method: "PUT", path: "/data", headers });

@@ -188,10 +188,11 @@ function invalidHeader(name: string, value: string): S3Error {
 }
 
 function unkeptBucketSetting(h: Headers): S3Error | undefined {
-  const lock = h.get("x-amz-bucket-object-lock-enabled")?.trim().toLowerCase();
-  if (lock === "true") return s3Error("InvalidBucketState", "Object Lock configuration cannot be enabled on existing buckets");
-  // (neither true nor false: `yes`, `1`, the header twice, `true, true`: no way to tell it was not asked)
-  if (lock !== undefined && lock !== "false") return invalidHeader("x-amz-bucket-object-lock-enabled", lock);
+  const lock = h.get("x-amz-bucket-object-lock-enabled")?.trim();
+  const asked = lock?.toLowerCase();
+  if (asked === "true") return s3Error("InvalidBucketState", "Object Lock configuration cannot be enabled on existing buckets");
+  // (neither true nor false: `yes`, `1`, the header twice, `true, true`: no way to tell it was not asked; shown as sent)
+  if (lock !== undefined && asked !== "false") return invalidHeader("x-amz-bucket-object-lock-enabled", lock);
   const ownership = h.get("x-amz-object-ownership")?.trim();
   if (ownership === undefined || ownership === "BucketOwnerEnforced") return undefined;
   if (!OBJECT_OWNERSHIPS.has(ownership)) return invalidHeader("x-amz-object-ownership", ownership);
