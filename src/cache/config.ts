@@ -291,7 +291,7 @@ export function bucketCachePolicy(cfg: CacheConfig, bucket: Pick<BucketConfig, "
 }
 
 /** The largest item (MiB) each configured layer keeps, and the largest of those: what caps a bucket's max_item_size_mb. */
-function layerItemLimits(cfg: CacheConfig): { limits: Record<string, number>; layerMax: number } {
+export function layerItemLimits(cfg: CacheConfig): { limits: Record<string, number>; layerMax: number } {
   const limits: Record<string, number> = { memory: cfg.memory.max_item_size_mb };
   if (cfg.disk) limits.disk = cfg.disk.max_item_size_mb;
   if (cfg.redis) limits.redis = cfg.redis.max_item_size_mb;

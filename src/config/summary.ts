@@ -1,5 +1,6 @@
 /** The one-screen summary printed by `--check`. Never prints secrets: only whether they are set. */
 import { basename, isAbsolute, join } from "node:path";
+import { layerItemLimits } from "../cache/config.ts";
 import { auditPath } from "../observe/audit.ts";
 import type { Config } from "./load.ts";
 import { anyRateLimit } from "./rate-limit.ts";
@@ -22,13 +23,21 @@ function shownPath(p: string | undefined, baseDir: string): string {
 }
 
 /**
- * A cached bucket's flag, with its own stale_if_error_seconds when it differs from the cache
- * section's (the cache line says that default; a bucket's own was said nowhere).
+ * A cached bucket's flag, with its own ttl_seconds, max_item_size_mb (as capped by the layers) and
+ * stale_if_error_seconds where they differ from the cache section's (the cache line says those
+ * defaults; a bucket's own were said nowhere).
  */
 function cachedFlag(c: Config, b: Config["buckets"][number]): string {
-  const own = b.cache?.stale_if_error_seconds;
-  if (own === undefined || own === c.cache.stale_if_error_seconds) return "cached";
-  return `cached (stale-if-error ${own > 0 ? `${own}s` : "off"})`;
+  const own = b.cache;
+  const layerMax = layerItemLimits(c.cache).layerMax;
+  const items = own?.max_item_size_mb === undefined ? layerMax : Math.min(own.max_item_size_mb, layerMax);
+  const stale = own?.stale_if_error_seconds;
+  const parts = [
+    own?.ttl_seconds !== undefined && own.ttl_seconds !== c.cache.memory.default_ttl_seconds ? `ttl ${own.ttl_seconds}s` : "",
+    items !== layerMax ? `items<=${items} MiB` : "",
+    stale !== undefined && stale !== c.cache.stale_if_error_seconds ? `stale-if-error ${stale > 0 ? `${stale}s` : "off"}` : "",
+  ].filter(Boolean);
+  return parts.length === 0 ? "cached" : `cached (${parts.join(", ")})`;
 }
 
 /** `verdict`: the headline's word on the config ("OK" only when --check exits 0). */

@@ -112,6 +112,19 @@ describe("--check summary", () => {
     expect(line(60, "")).toEndWith(" anonymous public cached");
   });
 
+  test("a bucket's own cache.ttl_seconds and max_item_size_mb are on its line when they differ from the cache section's (the line said only `cached`, the cache line `ttl 3600s`)", () => {
+    const line = (own: string, section = "") =>
+      summarize(parseConfig(`cache: { enabled: true${section} }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt }, cache: { enabled: true${own} } }\n`, { env: {} }), "c.yaml").split("\n").find((l) => l.includes("→ b "))!;
+    expect(line(", ttl_seconds: 60")).toEndWith(" anonymous public cached (ttl 60s)");
+    expect(line(", ttl_seconds: 0")).toEndWith(" anonymous public cached (ttl 0s)");
+    expect(line(", max_item_size_mb: 5")).toEndWith(" anonymous public cached (items<=5 MiB)");
+    expect(line(", ttl_seconds: 60, max_item_size_mb: 2.5, stale_if_error_seconds: 30")).toEndWith(" anonymous public cached (ttl 60s, items<=2.5 MiB, stale-if-error 30s)");
+    // (the section's defaults, said on the cache line, are not repeated; a size above the layers' is capped there, and said by a note)
+    expect(line(", ttl_seconds: 3600, max_item_size_mb: 10")).toEndWith(" anonymous public cached");
+    expect(line(", max_item_size_mb: 1024")).toEndWith(" anonymous public cached");
+    expect(line(", ttl_seconds: 60", ", memory: { default_ttl_seconds: 60 }")).toEndWith(" anonymous public cached");
+  });
+
   test("the limits line prints the rates that are set, and only those (a per-address rate alone printed global=-/s)", () => {
     const limits = (rate: string) => summarize(parseConfig(`server: { rate_limit: ${rate} }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n`, { env: {} }), "c.yaml").split("\n").find((l) => l.startsWith("limits"))!;
     expect(limits("{ per_ip: { requests_per_second: 5 } }")).toEndWith(" rate: per_ip=5/s");
