@@ -537,13 +537,16 @@ function aliasInsideItsAnchor(root: unknown, aliasTargets: Map<unknown, unknown>
 
 /**
  * A number JavaScript does not hold as written (`9007199254740993`, past 2^53, is read as
- * ...992; `1e400` as Infinity): its text, so a problem with it shows the number in the file, not
- * the rounded one (cut: a line of digits may be long).
+ * ...992; `1e400` as Infinity; `1e-400` as 0): its text, so a problem with it shows the number in
+ * the file, not the rounded one (cut: a line of digits may be long).
  */
 function noteWrittenNumber(n: Scalar, fmt: string, out: Map<string, { written: string; read: string }>, written: unknown = (n as Scalar & { source?: unknown }).source): void {
   const v = n.value;
-  if (typeof v !== "number" || (Number.isFinite(v) && (!Number.isInteger(v) || Number.isSafeInteger(v)))) return;
-  if (typeof written === "string" && written !== String(v)) out.set(fmt, { written: ellipsized(written, 64), read: String(v) });
+  if (typeof v !== "number" || (Number.isFinite(v) && (!Number.isInteger(v) || Number.isSafeInteger(v)) && v !== 0)) return;
+  if (typeof written !== "string" || written === String(v)) return;
+  // (a zero written otherwise, `0.0` or `0e5`, is one: only a mantissa with a digit past 0 underflowed)
+  if (v === 0 && !/[1-9]/.test(written.replace(/e.*$/i, ""))) return;
+  out.set(fmt, { written: ellipsized(written, 64), read: String(v) });
 }
 
 /** What parseYamlConfig's walk keeps across the scalars holding `${`: its issues and ParsedYaml's variable records. */

@@ -389,6 +389,11 @@ describe("parseConfig", () => {
     expect(issues(`server:\n  port: \${PORT}\n${B}`, { PORT: "9007199254740993" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["server.port: must be from 0 to 65535, got 9007199254740993"]);
     expect(one(`x-a: &big 9007199254740993\nserver: { request_timeout: *big }\n${B}`)).toEqual(["server.request_timeout: must be at most 2147483 seconds (about 24.8 days), got 9007199254740993: a longer wait does not fit a timer"]);
     expect(one(`cache: { enabled: true, cache_layers: [memory], memory: { max_item_size_mb: 9007199254740993 } }\n${B}`)).toEqual(["cache.memory.max_item_size_mb: must not exceed max_cache_size_mb (1024), got 9007199254740993"]);
+    // and a number too small to hold, read as 0 (it said "got 0" of a value the file does not hold)
+    expect(one(`server: { request_timeout: !!float 1e-400 }\n${B}`)).toEqual(["server.request_timeout: must be from 0.001 to 2147483, got 1e-400"]);
+    expect(one(`server: { request_timeout: -1e-400 }\n${B}`)).toEqual(["server.request_timeout: must be from 0.001 to 2147483, got -1e-400"]);
+    expect(issues(`server:\n  request_timeout: \${T}\n${B}`, { T: "1e-400" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["server.request_timeout: must be from 0.001 to 2147483, got 1e-400"]);
+    expect(one(`server: { request_timeout: 0.0e5 }\n${B}`)).toEqual(["server.request_timeout: must be from 0.001 to 2147483, got 0"]);
     // a key with no upper bound of its own met only the safe-integer one: "must be from 1 to 9007199254740991", a range the key does not have
     expect(one(`server: { max_concurrent_requests: 12345678901234567890123 }\n${B}`)).toEqual(["server.max_concurrent_requests: must be at most 9007199254740991, got 12345678901234567890123: a larger whole number is not held exactly"]);
     expect(one(`cache: { stale_if_error_seconds: 9007199254740993 }\n${B}`)).toEqual(["cache.stale_if_error_seconds: must be at most 9007199254740991, got 9007199254740993: a larger whole number is not held exactly"]);
