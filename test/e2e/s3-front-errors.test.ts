@@ -285,6 +285,16 @@ describe("requests S3 refuses before any permission check", () => {
     await refused(signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: config("us-gov-west-1") }), 400, "IllegalLocationConstraintException", /^The us-gov-west-1 location constraint/);
   });
 
+  test("CreateBucket with two LocationConstraint elements (or one holding an element) → 400 MalformedXML (it took the first and answered 200)", async () => {
+    const body = (inner: string) => `<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${inner}</CreateBucketConfiguration>`;
+    for (const inner of ["<LocationConstraint>us-east-1</LocationConstraint><LocationConstraint>eu-west-1</LocationConstraint>", "<LocationConstraint>us-east-1</LocationConstraint><LocationConstraint/>", "<LocationConstraint>us-east-1<x/></LocationConstraint>"]) {
+      await refused(signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: body(inner) }), 400, "MalformedXML");
+    }
+    // (one, naming this endpoint's region: as before)
+    const r = await signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: body("<LocationConstraint>us-east-1</LocationConstraint>") });
+    expect([r.status, r.body]).toEqual([200, ""]);
+  });
+
   test("a HEAD's error answer has no body and the GET's Content-Length, never 0 (RFC 9110 §8.6)", async () => {
     const get = await signed({ path: "/data/no-such-key.txt" });
     expect(get.status).toBe(404);

@@ -17,7 +17,7 @@ import { s3Fail } from "./fail.ts";
 import { xmlResponse } from "./operations.ts";
 import { getBucketEncryption } from "../../s3/operations/index.ts";
 import { readUpstreamCapped, relayError, tryParse, upstreamBucketsOf } from "./relay.ts";
-import { callOf, grantsOthers, readXmlBody, requestHeaders } from "./writes.ts";
+import { callOf, fieldText, grantsOthers, readXmlBody, requestHeaders } from "./writes.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
 import type { BucketConfigRead } from "./route.ts";
 import { el, S3_XMLNS, XML_DECL } from "./xml.ts";
@@ -227,7 +227,8 @@ export async function createBucketOp(ctx: RequestContext, region: string): Promi
   const unkept = unkeptBucketSetting(h);
   if (unkept !== undefined) throw s3Fail(unkept);
   if (announcesBody(h)) {
-    const asked = childText(await readXmlBody(ctx, "CreateBucketConfiguration"), "LocationConstraint")?.trim() ?? "";
+    // (one LocationConstraint: a second is MalformedXML, as S3's schema says, never the first one taken)
+    const asked = fieldText(await readXmlBody(ctx, "CreateBucketConfiguration"), "LocationConstraint")?.trim() ?? "";
     if (asked !== "" && (asked === "EU" ? "eu-west-1" : asked) !== region) {
       // (a value no region has, S3's InvalidLocationConstraint, never shown back: it may be the body's 4 MiB)
       if (asked !== "EU" && !REGION_NAME.test(asked)) throw s3Fail(s3Error("InvalidLocationConstraint"));
