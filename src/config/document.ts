@@ -177,17 +177,17 @@ function parseYamlScalar(text: string): unknown {
   }
 }
 
+/** The tag that makes a scalar a string whatever its text (`!!str`, or the non-specific `!`), as written; undefined when it has neither. */
+function stringTag(node: { tag?: string }): string | undefined {
+  return node.tag === "tag:yaml.org,2002:str" ? "!!str" : node.tag === "!" ? "!" : undefined;
+}
+
 /**
  * Replaces ${VAR} and ${VAR:-default} in one string scalar. An UNQUOTED scalar that is exactly
  * one placeholder takes the YAML type of its value (`port: ${PORT}` → a number); quoted scalars,
  * and those tagged `!!str` or `!`, always stay strings. A missing variable is left as written (so the schema does not report a
  * second, confusing error) and reported.
  */
-/** The tag that makes a scalar a string whatever its text (`!!str`, or the non-specific `!`), as written; undefined when it has neither. */
-function stringTag(node: { tag?: string }): string | undefined {
-  return node.tag === "tag:yaml.org,2002:str" ? "!!str" : node.tag === "!" ? "!" : undefined;
-}
-
 function substituteScalar(
   node: { value: unknown; type?: string; tag?: string },
   env: Record<string, string | undefined>,
@@ -302,17 +302,18 @@ const TOKEN_WORDS: Record<string, string> = {
 };
 const tokenWords = (t: string) => TOKEN_WORDS[t] ?? (/^[a-z-]{1,40}$/.test(t) ? t.replace(/-/g, " ") : "token");
 
-/**
- * Rewrites of the yaml package's messages that quote the document's text (a token, a tag, an
- * escape, a directive): what they say, without what they quote. The text may be a secret
- * (`secret: "…"` right after a stray bracket was echoed whole).
- */
+/** The forms a YAML 1.2 core tag takes, for a value it cannot (`!!bool yes`). */
 const CORE_FORMS: Record<string, string> = {
   int: "YAML 1.2: digits with an optional sign, 0x… or 0o…",
   float: "YAML 1.2: a decimal number, .inf, -.inf or .nan",
   bool: "YAML 1.2: true or false",
   null: "YAML 1.2: null, ~ or empty",
 };
+/**
+ * Rewrites of the yaml package's messages that quote the document's text (a token, a tag, an
+ * escape, a directive): what they say, without what they quote. The text may be a secret
+ * (`secret: "…"` right after a stray bracket was echoed whole).
+ */
 const QUOTING: Array<[RegExp, (m: RegExpExecArray) => string]> = [
   [/^Unexpected ([a-z-]+) token in YAML (?:stream|document)/, (m) => `unexpected ${tokenWords(m[1]!)} (check the brackets, quotes and indentation here and on the line before)`],
   [/^Not a YAML token/, () => "not a YAML token"],
@@ -743,7 +744,7 @@ export function parseYamlConfig(text: string, env: Record<string, string | undef
       if (isScalar(target)) noteWrittenNumber(target, f.fmt, writtenNumbers);
       // An alias to no anchor: `secret: *S3cret` (an unquoted value that starts with *). Never
       // echo its name: it may well be the secret.
-      if (!aliasTargets.get(n)) issues.push({ path: segments(f), message: noAnchor(n), line: line(n) ?? lines.get(f.fmt) });
+      if (!target) issues.push({ path: segments(f), message: noAnchor(n), line: line(n) ?? lines.get(f.fmt) });
     } else if (isScalar(n) && typeof n.value === "string" && n.value.includes("${")) {
       placeholders(n as Scalar & { value: string }, f, lines.get(f.fmt), sub);
     } else if (isScalar(n)) noteWrittenNumber(n, f.fmt, writtenNumbers);

@@ -173,6 +173,11 @@ export function bucketConfigOp(ctx: RequestContext, op: BucketConfigRead): Respo
 /** The ObjectOwnership settings S3 knows (x-amz-object-ownership). */
 const OBJECT_OWNERSHIPS: ReadonlySet<string> = new Set(["BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter"]);
 
+/** S3's 400 InvalidArgument for a header whose value it has no meaning for (the value shown cut at 64 characters). */
+function invalidHeader(name: string, value: string): S3Error {
+  return s3Error("InvalidArgument", `Invalid ${name} header`, { ArgumentName: name, ArgumentValue: value.slice(0, 64) });
+}
+
 /**
  * A CreateBucket setting the configured bucket does not have, as S3's refusal: Object Lock
  * (x-amz-bucket-object-lock-enabled: true), which these buckets never have (GetObjectLockConfiguration
@@ -182,11 +187,6 @@ const OBJECT_OWNERSHIPS: ReadonlySet<string> = new Set(["BucketOwnerEnforced", "
  * lock header neither true nor false, as a repeated one) 400 InvalidArgument. Both were a
  * success, the lock asked for never enabled.
  */
-/** S3's 400 InvalidArgument for a header whose value it has no meaning for (the value shown cut at 64 characters). */
-function invalidHeader(name: string, value: string): S3Error {
-  return s3Error("InvalidArgument", `Invalid ${name} header`, { ArgumentName: name, ArgumentValue: value.slice(0, 64) });
-}
-
 function unkeptBucketSetting(h: Headers): S3Error | undefined {
   const lock = h.get("x-amz-bucket-object-lock-enabled")?.trim();
   const asked = lock?.toLowerCase();
@@ -198,6 +198,13 @@ function unkeptBucketSetting(h: Headers): S3Error | undefined {
   if (!OBJECT_OWNERSHIPS.has(ownership)) return invalidHeader("x-amz-object-ownership", ownership);
   return s3Error("InvalidBucketState", `This bucket's ObjectOwnership is BucketOwnerEnforced (ACLs disabled): it cannot be ${ownership}.`);
 }
+
+/**
+ * What an AWS region's name looks like (us-east-1, us-gov-west-1, ap-southeast-3, us-isob-east-1): a
+ * LocationConstraint that is not one is no region at all. Each word is bounded (no region's is longer
+ * than 9 letters): the name goes back in IllegalLocationConstraintException's Message.
+ */
+const REGION_NAME = /^[a-z]{2}(?:-[a-z]{1,12}){1,3}-\d{1,2}$/;
 
 /**
  * CreateBucket of a configured bucket the principal may use: S3's answer for a bucket one already
@@ -214,13 +221,6 @@ function unkeptBucketSetting(h: Headers): S3Error | undefined {
  * a success, a bucket the client took for public. Object Lock or another ObjectOwnership asked for
  * is refused too (unkeptBucketSetting).
  */
-/**
- * What an AWS region's name looks like (us-east-1, us-gov-west-1, ap-southeast-3, us-isob-east-1): a
- * LocationConstraint that is not one is no region at all. Each word is bounded (no region's is longer
- * than 9 letters): the name goes back in IllegalLocationConstraintException's Message.
- */
-const REGION_NAME = /^[a-z]{2}(?:-[a-z]{1,12}){1,3}-\d{1,2}$/;
-
 export async function createBucketOp(ctx: RequestContext, region: string): Promise<Response> {
   const h = requestHeaders(ctx);
   if (grantsOthers(h)) throw s3Fail(s3Error("InvalidBucketAclWithObjectOwnership"));
