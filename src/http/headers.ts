@@ -238,6 +238,13 @@ function sumField(v: string, k: string): void {
  * quoted here, as that parser quotes it (quotedEtag), so every consumer sees S3's form.
  */
 export function fetchedAnswer(res: Response): Response {
+  // fetch hands on any three-digit status (`HTTP/1.1 999`, `000`); the own client's parser reads
+  // 1xx-5xx only. One outside them reached a cached bucket's `new Response(...)`, a RangeError:
+  // the proxy's own 500 InternalError ("unexpected error" in the log), not a bad upstream answer.
+  if (res.status > 599 || res.status < 100) {
+    res.body?.cancel().catch(() => {});
+    throw new UpstreamProtocolError("malformed upstream status line");
+  }
   headSize = 0;
   bareEtag = undefined;
   lastModified = undefined;

@@ -374,6 +374,23 @@ describe("an upstream answer no S3 gives to a read (HTTP 202, 204, 418)", () => 
     });
 });
 
+describe("an upstream status line outside 1xx-5xx (HTTP/1.1 999, 000)", () => {
+  // fetch hands such a status on; a cached bucket's miss built a Response of it, a RangeError: the
+  // proxy's own 500 "Internal error". A bad upstream answer on either client, uncached and cached.
+  for (const client of ["auto", "fetch"] as const)
+    test(`${client === "auto" ? "own HTTP/1.1" : "fetch"} client: 502 on the plain front, 500 InternalError on the S3 front, each saying the upstream's answer is unreadable`, async () => {
+      await using px = await bothFrontsOver(client);
+      const seen: string[] = [];
+      for (const status of ["999", "000"])
+        for (const b of ["b", "c"]) {
+          const [plain, s3] = await askBoth(px, `/${b}/status-${status}`, "GET");
+          seen.push(`${status} ${b} ${plain.status} ${((await plain.json()) as { message: string }).message} | ${s3.status} ${/<Message>([^<]*)</.exec(await s3.text())?.[1]}`);
+        }
+      const said = "The upstream sent a response the proxy cannot read (malformed upstream status line)";
+      expect(seen).toEqual(["999 b", "999 c", "000 b", "000 c"].map((s) => `${s} 502 ${said} | 500 ${said}`));
+    });
+});
+
 describe("an upstream answer whose head is over 64 KiB (a 70 KB x-amz-meta-* value)", () => {
   // The own client's parser answers it 502; fetch (https endpoints) takes a head of up to 1 MiB, and
   // it was relayed whole (and stored by a cached bucket), a head most clients refuse. Both clients,
