@@ -73,14 +73,14 @@ for (const engine of ["bun", "node"]) {
     }
   });
 
-  test(`${engine} engine, S3 front (domain set): <bucket>.<domain> with a bad port → S3 XML 400, not a virtual-hosted read`, async () => {
+  test(`${engine} engine, S3 front (domain set): <bucket>.<domain> with a bad port, two Host headers, userinfo → S3 XML 400 saying what is wrong with the Host (it was S3's bare "Invalid Request"), not a virtual-hosted read`, async () => {
     const env = fronts[engine];
-    const get = (host: string) => raw(env.port, `GET /a.txt HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    const get = (...hosts: string[]) => raw(env.port, `GET /a.txt HTTP/1.1\r\n${hosts.map((h) => `Host: ${h}\r\n`).join("")}Connection: close\r\n\r\n`);
     env.mark();
-    for (const host of ["data.s3.test:abc", "data.s3.test:99999", "data.s3.test:", "data.s3.test:1x"]) {
-      const r = await get(host);
-      expect([host, status(r)]).toEqual([host, 400]);
-      expect(r).toContain("<Code>InvalidRequest</Code>");
+    for (const hosts of [["data.s3.test:abc"], ["data.s3.test:99999"], ["data.s3.test:"], ["data.s3.test:1x"], ["data.s3.test", "private.s3.test"], ["private.s3.test@data.s3.test"]]) {
+      const r = await get(...hosts);
+      expect([hosts, status(r)]).toEqual([hosts, 400]);
+      expect(r).toContain("<Code>InvalidRequest</Code><Message>The Host header must name one host (host or host:port)</Message>");
     }
     expect(env.upstreamCalls()).toEqual([]);
     for (const host of ["data.s3.test", `data.s3.test:${env.port}`, "data.s3.test:65535"]) {

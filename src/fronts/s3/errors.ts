@@ -226,7 +226,7 @@ export { CREDENTIAL_CODES };
  * An upstream refusal (a GetObject's 403 InvalidObjectState for an archived object, say) keeps
  * S3's own code and status when the catalogue knows it, as the write operations relay theirs.
  */
-export function fromProxyError(err: Pick<ProxyError, "code" | "headers"> & { cause?: unknown; message?: string }): S3Error {
+export function fromProxyError(err: Pick<ProxyError, "code" | "headers"> & { cause?: unknown; message?: string; detail?: string }): S3Error {
   const headers = err.headers && Object.keys(err.headers).length ? { ...err.headers } : undefined;
   const upstream = err.cause as { s3Code?: unknown; s3Status?: unknown } | undefined;
   const s3Code = typeof upstream?.s3Code === "string" ? upstream.s3Code : undefined;
@@ -244,5 +244,9 @@ export function fromProxyError(err: Pick<ProxyError, "code" | "headers"> & { cau
   // upstream could not be reached", "... stalled while sending the object", "The authorization
   // service could not decide..."), not S3's "Please reduce your request rate", which would send an
   // operator looking at the client's request rate.
-  return s3Error(code, OWN_WORDS.has(err.code) && err.message ? err.message : undefined, undefined, headers);
+  // A refusal of the client's own request head (the guard's: two Host headers, a Host that is not
+  // host[:port]) keeps its words too; it read S3's bare "Invalid Request", naming nothing to fix.
+  // (an upstream's 400 has a cause, and is S3's code above or its fixed words here)
+  const own = OWN_WORDS.has(err.code) || (err.code === "BadRequest" && err.cause === undefined && err.detail !== undefined);
+  return s3Error(code, own && err.message ? err.message : undefined, undefined, headers);
 }
