@@ -152,8 +152,12 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
   }
 
   // A request for a stored answer only (only-if-cached, RFC 9111 §5.2.1.7) with none fresh here:
-  // 504, the store not asked (it was asked, and the answer stored, as for any miss).
-  if (ONLY_IF_CACHED.test(reqHeaders.get("cache-control") ?? "")) throw new ProxyError("GatewayTimeout", { detail: "Cache-Control: only-if-cached, and no fresh copy of the object is cached" });
+  // 504, the store not asked (it was asked, and the answer stored, as for any miss); a miss, with
+  // its X-Cache and counted as one (it had neither: the access line's cache said `-`).
+  if (ONLY_IF_CACHED.test(reqHeaders.get("cache-control") ?? "")) {
+    counters.misses++;
+    throw withCacheStatus(new ProxyError("GatewayTimeout", { detail: "Cache-Control: only-if-cached, and no fresh copy of the object is cached" }), "MISS");
+  }
 
   // A Range S3 would honour (a single byte range) on a miss is not worth a full fill: pass it
   // through (a HEAD's too: S3's HeadObject answers a Range with 206, see respondFromObject).

@@ -360,14 +360,18 @@ test("Cache-Control: only-if-cached (RFC 9111 §5.2.1.7): a fresh cached copy an
   const hit = await fetch(px.url("/c/oic-fresh.txt"), only);
   expect([hit.status, hit.headers.get("x-cache"), await hit.text()]).toEqual([200, "HIT", "fresh"]);
   const before = asked("oic-miss.txt");
+  const missesOf = async (bucket: string) => Number(new RegExp(`yatagarasu_cache_misses_total\\{bucket="${bucket}"\\} (\\d+)`).exec(await (await fetch(`http://127.0.0.1:${px.metricsPort}/metrics`)).text())?.[1]);
+  const misses = await missesOf("c");
   const miss = await fetch(px.url("/c/oic-miss.txt"), { headers: { "cache-control": "max-stale=0, Only-If-Cached" } });
-  expect([miss.status, ((await miss.json()) as { error: string }).error]).toEqual([504, "GatewayTimeout"]);
+  // (X-Cache, as every answer of a cached bucket has, and counted as the miss it is)
+  expect([miss.status, miss.headers.get("x-cache"), ((await miss.json()) as { error: string }).error]).toEqual([504, "MISS", "GatewayTimeout"]);
   expect(asked("oic-miss.txt")).toBe(before);
+  expect(await missesOf("c")).toBe(misses + 1);
   // a stale copy (max-age=0): not answered, the store not asked either
   await cached("c", "oic-stale.txt", "stale");
   const staleBefore = asked("oic-stale.txt");
   const stale = await fetch(px.url("/c/oic-stale.txt"), only);
-  expect(stale.status).toBe(504);
+  expect([stale.status, stale.headers.get("x-cache")]).toEqual([504, "MISS"]);
   await stale.arrayBuffer();
   expect(asked("oic-stale.txt")).toBe(staleBefore);
 });
