@@ -88,9 +88,12 @@ export class StaleHold {
 export type StaleFailure = { error: unknown } | { replay: Promise<Shared> };
 
 export type Shared =
-  /** A 200 (fill) or 304 (revalidation) turned into an object every waiter can be served from; stored unless no-store/private. */
-  /** (STALE: the stale entry itself, its revalidation failed: see staleOnError; nothing stored) */
-  /** (`failed`, with STALE: the failure itself, answered to a request whose Cache-Control refuses a stale answer: serve.ts refusesStale) */
+  /**
+   * A 200 (fill) or 304 (revalidation) turned into an object every waiter can be served from; stored
+   * unless no-store/private. STALE: the stale entry itself, its revalidation failed (staleOnError),
+   * nothing stored; `failed`, with STALE: the failure itself, answered to a request whose
+   * Cache-Control refuses a stale answer (serve.ts refusesStale).
+   */
   | { kind: "object"; obj: CachedObject; status: "MISS" | "REVALIDATED" | "STALE"; replica?: string | undefined; failed?: StaleFailure | undefined }
   /** Upstream answered something other than 200/304 (404, 403, 5xx...): replayed to every waiter, never stored. */
   | { kind: "replay"; status: number; headers: [string, string][]; body: Blob; replica?: string | undefined }

@@ -354,6 +354,7 @@ async function followFill(args: ServeArgs, tap: FillTap, calls: number, now: num
 
 /** Cache-Control's no-store directive (a list member, any case). */
 const NO_STORE = /(?:^|,)\s*no-store\s*(?:,|$)/i;
+/** Cache-Control's only-if-cached directive (a list member, any case). */
 const ONLY_IF_CACHED = /(?:^|,)\s*only-if-cached\s*(?:,|$)/i;
 /** A request's Cache-Control directives that bear on a stale answer (RFC 9111 §5.2.1). */
 const STALE_REFUSALS = /(?:^|,)\s*(no-cache|max-age|min-fresh|max-stale)\s*(?:=\s*"?(\d*)"?)?\s*(?=,|$)/gi;

@@ -261,11 +261,12 @@ export function fetchedAnswer(res: Response): Response {
   return withoutOverriddenLength(res);
 }
 
+/** The Connection header's list of the answer a pass (passResponseHeaders, keepPassedResponseHeaders) is over. */
+let passHop: string[] | undefined;
 /**
  * Whether an upstream response header reaches the client: passed (isPassedResponseHeader) and not
  * named by the answer's Connection header (`passHop`, set by the pass that calls it).
  */
-let passHop: string[] | undefined;
 const reachesClient = (k: string) => isPassedResponseHeader(k) && (passHop === undefined || !passHop.includes(k));
 
 /**
@@ -283,7 +284,9 @@ export function passResponseHeaders(upstream: Headers, out: Headers): Headers {
   }
   return out;
 }
+/** Where passResponseHeaders copies to, while it runs. */
 let passOut: Headers | undefined;
+/** passResponseHeaders' forEach callback: a header that reaches the client goes to `passOut`. */
 function copyPassed(v: string, k: string): void {
   if (reachesClient(k)) passOut!.set(k, v);
 }
@@ -326,9 +329,10 @@ export function keepPassedResponseHeaders(h: Headers): boolean {
   }
   return passTyped;
 }
+/** Whether keepPassedResponseHeaders' pass kept a Content-Type. */
+let passTyped = false;
 // (keepPassedResponseHeaders' predicate, with no closure per answer: a function, a scope and an
 // array less per GET the own client answered)
-let passTyped = false;
 function passedNotingType(k: string): boolean {
   if (!reachesClient(k)) return false;
   if (k === "content-type") passTyped = true;
