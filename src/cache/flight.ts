@@ -6,6 +6,7 @@
  */
 import { wholeRangeOf200 } from "../http/range.ts";
 import { readErrorPrefix } from "../s3/errors.ts";
+import { isRetryableStatus } from "../limits/retry.ts";
 import { replicaOf } from "../s3/replicas.ts";
 import { ProxyError } from "../errors.ts";
 import { parseHttpDate } from "../http/conditional.ts";
@@ -168,8 +169,7 @@ const STALE_IF_ERROR = /(?:^|,)\s*stale-if-error\s*=\s*"?(\d+)"?\s*(?:,|$)/i;
 
 /** Whether `failure` (what the upstream call threw, or its answer) is the store failing to answer: no answer (refused, reset, timed out, the breaker open), or 500, 502, 503 (SlowDown included), 504. */
 function storeFailed(failure: unknown): boolean {
-  const status = failure instanceof Response ? failure.status : failure instanceof ProxyError ? failure.status : 0;
-  return status === 500 || status === 502 || status === 503 || status === 504;
+  return isRetryableStatus(failure instanceof Response ? failure.status : failure instanceof ProxyError ? failure.status : 0);
 }
 
 /**

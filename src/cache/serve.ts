@@ -154,7 +154,8 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
   // A request for a stored answer only (only-if-cached, RFC 9111 §5.2.1.7) with none fresh here:
   // 504, the store not asked (it was asked, and the answer stored, as for any miss); a miss, with
   // its X-Cache and counted as one (it had neither: the access line's cache said `-`).
-  if (ONLY_IF_CACHED.test(reqHeaders.get("cache-control") ?? "")) {
+  const cacheControl = reqHeaders.get("cache-control") ?? "";
+  if (ONLY_IF_CACHED.test(cacheControl)) {
     counters.misses++;
     throw withCacheStatus(new ProxyError("GatewayTimeout", { detail: "Cache-Control: only-if-cached, and no fresh copy of the object is cached" }), "MISS");
   }
@@ -167,7 +168,7 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
   // A request that says no-store: nothing of its answer may be stored (RFC 9111 §5.2.1.5, a MUST),
   // so with no fill to join it is passed through (a miss filled the cache with it, a stale entry
   // was revalidated and kept). A fresh entry still answers it (serving stores nothing).
-  if (flight === undefined && NO_STORE.test(reqHeaders.get("cache-control") ?? "")) return goUpstream(args, 0);
+  if (flight === undefined && NO_STORE.test(cacheControl)) return goUpstream(args, 0);
 
   // The bucket's store failing its revalidations (StaleHold): a stale entry is answered at once
   // while another request asks the store (the probe, or this key's flight); else this one probes.
