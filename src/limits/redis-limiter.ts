@@ -445,8 +445,10 @@ export class RedisRateLimiter {
     if (this.checking || this.closed || now < this.localUntil) return;
     this.checking = true;
     try {
-      // Connected by its own account, but silent for silentMs: the flow is lost (no FIN or RST came). A new connection.
-      if (this.silentSince !== undefined && performance.now() - this.silentSince >= this.silentMs) this.replaceClient();
+      // Connected by its own account, but silent for silentMs: the flow is lost (no FIN or RST came). A
+      // new connection; not at a check that follows a stall of this process (as watch()): the answers
+      // that came meanwhile are not read yet, and a live connection was closed for a new one.
+      if (!stalled && this.silentSince !== undefined && performance.now() - this.silentSince >= this.silentMs) this.replaceClient();
       if (!this.client.connected) {
         // (Bun's own connect timeout is beyond ours, a stall of this process included
         // (newRedisClient): it came first, as `Connection closed`, and a Redis back by the time

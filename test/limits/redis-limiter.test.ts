@@ -341,6 +341,32 @@ describe("Redis unavailable", () => {
     }
   });
 
+  test("this process stalled past the silent connection's 1 s as the limits went local (a GC pause, a starved CPU), Redis's answers in meanwhile: the background check keeps the connection (it closed it, taken for a lost flow, and connected a new one)", async () => {
+    const relay = await tcpRelay(redis.port);
+    const log = recordingLogger();
+    // The stall comes as the limits go local (the warning), slow answers still in flight.
+    const warn = log.warn;
+    log.warn = (m, f) => {
+      warn(m, f);
+      if (!m.startsWith("Redis is unavailable")) return;
+      relay.delayResponses(0);
+      const end = performance.now() + 1_200;
+      while (performance.now() < end);
+    };
+    const l = new RedisRateLimiter(source({ enabled: true, global: { requests_per_second: 10_000, burst: 10_000 } }), { url: `redis://127.0.0.1:${relay.port}`, keyPrefix: `t${++prefixN}:`, timeoutMs: 50, share: 2, log, retryMs: 50 });
+    try {
+      await l.whenShared(true);
+      relay.delayResponses(200);
+      // no answer within 50 ms, SLOW_STRIKES requests in a row: local (and the stall)
+      await waitFor(async () => (await l.check("a")).ok && !l.shared, { message: "the limits local" });
+      await l.whenShared(true);
+      expect(relay.accepted()).toBe(1);
+    } finally {
+      l.close();
+      relay.close();
+    }
+  });
+
   test("a Redis answering now and then after redis_timeout_ms (a fork, another client's slow command): that request and those made before its late answer are decided locally, nothing sent meanwhile; the limits stay shared, nothing logged", async () => {
     // (150 ms: an answer in time on a loaded host too; SLOW_STRIKES slow ones in a row make the limits local)
     const timeoutMs = 150;
