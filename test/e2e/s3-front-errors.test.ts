@@ -356,6 +356,28 @@ describe("requests S3 refuses before any permission check", () => {
     await refused(signed({ path: "/data", query: { "list-type": "2", prefix: "a\u0000" } }), 400, "InvalidArgument", /NUL character/);
   });
 
+  test("a listing parameter the listing echoes holding a character XML 1.0 cannot carry → 400 InvalidArgument without encoding-type=url (it was echoed as &#x1;, the whole listing unreadable); with it, echoed url-encoded", async () => {
+    const asked: Array<[Record<string, string>, string]> = [
+      [{ "list-type": "2", prefix: "a\u0001" }, "prefix"],
+      [{ "list-type": "2", "start-after": "a\u001f" }, "start-after"],
+      [{ "list-type": "2", delimiter: "\u000b" }, "delimiter"],
+      [{ marker: "a\u0008" }, "marker"],
+      [{ "list-type": "2", prefix: "a\uffff" }, "prefix"],
+      [{ versions: "", "key-marker": "k\u0002" }, "key-marker"],
+      [{ uploads: "", "key-marker": "k", "upload-id-marker": "u\u0003" }, "upload-id-marker"],
+    ];
+    for (const [query, name] of asked) {
+      const r = await refused(signed({ path: "/data", query }), 400, "InvalidArgument", /encoding-type=url/);
+      expect(r.body).toContain(`<ArgumentName>${name}</ArgumentName>`);
+      expect(r.body).not.toMatch(/[\x00-\x08\x0b\x0c\x0e-\x1f]|&#x?[0-9a-f]+;/i);
+    }
+    const ok = await signed({ path: "/data", query: { "list-type": "2", "encoding-type": "url", prefix: "a\u0001", "start-after": "a\u0001b" } });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toContain("<Prefix>a%01</Prefix>");
+    expect(ok.body).toContain("<StartAfter>a%01b</StartAfter>");
+    expect(ok.body).not.toMatch(/[\x00-\x08\x0b\x0c\x0e-\x1f]|&#x?[0-9a-f]+;/i);
+  });
+
   test("a C0 control character in a missing key: the error's Key and Resource write it as S3 and the listings do, &#x1; (it was U+FFFD, another key); a NUL's 400 keeps U+FFFD (no XML form)", async () => {
     const r = await signed({ path: "/data/missing%01x" });
     expect(`${r.status} ${r.code}`).toBe("404 NoSuchKey");

@@ -382,13 +382,24 @@ function listingPrefix(query: ReadonlyArray<readonly [string, string]>): string 
   const repeated = repeatedParameter(query);
   if (repeated !== undefined) return s3Error("InvalidArgument", `The ${repeated.slice(0, 64)} parameter may appear only once in a listing.`, { ArgumentName: repeated.slice(0, 64) });
   let prefix = "";
+  let encoded = false;
   for (const [k, val] of query) {
     if (k === "prefix") prefix = val;
+    else if (k === "encoding-type") encoded = val === "url";
+  }
+  for (const [k, val] of query) {
+    if (!ECHOED_LISTING_PARAMETERS.has(k) || !NOT_XML_TEXT.test(val)) continue;
     // (and a position or delimiter echoed in the listing: a NUL has no form in XML, not even S3's &#x0;)
-    if (val.includes("\0") && ECHOED_LISTING_PARAMETERS.has(k)) return s3Error("InvalidArgument", `A ${k} with a NUL character is not served by this proxy.`, { ArgumentName: k });
+    if (val.includes("\0")) return s3Error("InvalidArgument", `A ${k} with a NUL character is not served by this proxy.`, { ArgumentName: k });
+    // Echoed as text, any other character XML 1.0 cannot hold (a C0 control, U+FFFE/U+FFFF, a lone
+    // surrogate) made the whole listing unreadable to every client; url-encoded, it is plain text.
+    if (!encoded) return s3Error("InvalidArgument", `A ${k} holding a character XML 1.0 cannot carry (a control character, U+FFFE or U+FFFF) can be listed only with encoding-type=url.`, { ArgumentName: k });
   }
   return prefix;
 }
+
+/** A character XML 1.0 cannot hold, as text or as a reference: C0 controls but TAB/LF/CR, U+FFFE/U+FFFF, a lone surrogate. */
+const NOT_XML_TEXT = /[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** The listing parameters a listing echoes as text (not url-encoded without encoding-type=url). */
 const ECHOED_LISTING_PARAMETERS: ReadonlySet<string> = new Set(["prefix", "delimiter", "marker", "start-after", "key-marker", "version-id-marker", "upload-id-marker"]);
