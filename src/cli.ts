@@ -206,14 +206,16 @@ const PROXY_ENV = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "AL
 const shownArg = shownArgument;
 
 /**
- * A --healthcheck URL as its messages show it: shownArg, and its query as `?…` (a probe given a
- * token as `?token=...` printed it, and Docker keeps a health check's output in its health log).
- * Cut after the user information shownArg left (a password may hold "?").
+ * A --healthcheck URL as its messages show it: shownArg, and its query and fragment as `?…` and
+ * `#…` (a probe given a token as `?token=...` or `#token` printed it, and Docker keeps a health
+ * check's output in its health log). Cut after the user information shownArg left (a password may
+ * hold "?" or "#").
  */
 function shownUrl(url: string): string {
   const shown = shownArg(url);
-  const q = shown.indexOf("?", Math.max(shown.lastIndexOf("@"), shown.indexOf("://") + 3));
-  return q < 0 ? shown : `${shown.slice(0, q)}?…`;
+  const from = Math.max(shown.lastIndexOf("@"), shown.indexOf("://") + 3);
+  const q = shown.slice(from).search(/[?#]/);
+  return q < 0 ? shown : `${shown.slice(0, from + q + 1)}…`;
 }
 
 async function healthcheck(url: string): Promise<number> {

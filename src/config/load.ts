@@ -125,13 +125,16 @@ const SCHEME_END = /(?:^|[/=])[A-Za-z][A-Za-z0-9+.-]*:\/\/?$/;
  * The `:` is the word's first, or the first after it when that one ends a scheme's name and a `/`
  * follows (`https:/`; `usr:PW1:/x@h` has none: its password holds `:/`, as `https://u:/pw@h`'s
  * starts with `/`). An `@` without one before it, `me@host.yaml`, `http://h/a@b`, is no password;
- * nor does a URL's port, digits up to its path: `http://h:8080/a@b`.
+ * nor is a URL's port, digits up to its path, unless an `@` follows (`http://h:8080/a@b` and
+ * `redis://u:1234/x@h` cannot be told apart).
  */
 function passwordStart(word: string): number {
   let colon = word.indexOf(":");
   const scheme = colon > 0 && word[colon + 1] === "/" && SCHEME_NAME_END.test(word.slice(0, colon));
   if (scheme) colon = word.indexOf(":", colon + 1);
-  if (colon < 0 || (scheme && /^\d+(?:[/?#]|$)/.test(word.slice(colon + 1)))) return -1;
+  // (a port and a path holding an `@` read alike as a password of digits up to a `/` and its host,
+  // `redis://u:1234/x@h`: hidden, a path lost from a message rather than part of a password shown)
+  if (colon < 0 || (scheme && /^\d+(?:[/?#]|$)/.test(word.slice(colon + 1)) && !word.includes("@", colon))) return -1;
   return Math.max(word.lastIndexOf("/", colon), word.lastIndexOf("=", colon)) + 1;
 }
 

@@ -874,7 +874,8 @@ describe("parseConfig", () => {
       "https://***@h/x",
       "me@host.yaml",
       "user@host:path",
-      "http://h:8080/a@b",
+      // (a port and a path holding an `@` read alike as a password of digits, a `/` and more: hidden)
+      "http://***@b",
       // (a password may hold `@` and `/` as well as a path: the last `@` ends what is hidden)
       "https://***@b",
     ]);
@@ -882,6 +883,8 @@ describe("parseConfig", () => {
     const malformed = ["cfg usr:PW1:/XQZ@host", "/cwd/usr:PW1:/XQZ@host/x.yaml", "usr:PW/x:/PW2@h", "https://u:PW1:/XQZ@host/x", "https://u:PW1@XQZ#PW2@h/x", "https://u:PW1@XQZ?PW2@h/x", "https://u:PW1@XQZ/PW2@h/x", "https://u:PW1#XQZ@h/x", "https://u:PW1?XQZ@h/x", "https://u:/PW1@h/x", "/cwd/https:/u:/PW1@h/x", "--config=https://u:PW1@XQZ#PW2@h/x"];
     expect(malformed.map(shownArgument)).toEqual(["cfg ***@host", "/cwd/***@host/x.yaml", "***@h", "https://***@host/x", "https://***@h/x", "https://***@h/x", "https://***@h/x", "https://***@h/x", "https://***@h/x", "https://***@h/x", "/cwd/https:/***@h/x", "--config=https://***@h/x"]);
     for (const shown of malformed.map(shownArgument)) expect(shown).not.toMatch(/PW|XQZ/);
+    // a password of digits up to a `/` (read as a port and a path) was shown whole
+    expect(["redis://u:1234/PW2@h", "redis://:6379/PW2@h", "https://u:12?PW2@h/x", "http://h:8080/a:PW1@b"].map(shownArgument)).toEqual(["redis://***@h", "redis://***@h", "https://***@h/x", "http://***@b"]);
     // one whose user information is plain loses it whole, with an `@` in its password too
     expect(["https://u:p@ss@h/x", "https://tok@h/x", "http://h/a@b"].map(shownArgument)).toEqual(["https://h/x", "https://h/x", "http://h/a@b"]);
     // a password holding white space, without a scheme, was shown whole (neither of its words holds user:password@host)

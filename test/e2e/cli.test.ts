@@ -224,6 +224,11 @@ test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", asyn
     // nor a token in its query (it was printed whole), nor in a usage error's or a connection failure's advice
     const withToken = await runCli(["--healthcheck", `http://127.0.0.1:${s.port}/ready?token=hc-s3cret-tok`]);
     expect([withToken.code, withToken.stderr]).toEqual([1, `healthcheck: http://127.0.0.1:${s.port}/ready?… answered 503\n`]);
+    const withFragment = await runCli(["--healthcheck", `http://127.0.0.1:${s.port}/ready#hc-s3cret-tok`]);
+    expect([withFragment.code, withFragment.stderr]).toEqual([1, `healthcheck: http://127.0.0.1:${s.port}/ready#… answered 503\n`]);
+    // nor a password of digits up to a `/`, read as a port and a path (it was shown whole)
+    const digits = await runCli(["--healthcheck", `http://probe:1234/s3cret@127.0.0.1:${s.port}/ready`]);
+    expect(digits.stderr).not.toContain("s3cret");
     const bad = await runCli(["--healthcheck", "http://probe:p?w@127.0.0.1:80800/x?token=hc-s3cret-tok"]);
     expect(bad.stderr).toBe("error: --healthcheck takes an http:// or https:// URL, not 'http://***@127.0.0.1:80800/x?…'\n");
   } finally {
