@@ -57,6 +57,16 @@ export type S3Action =
   | "s3:AbortMultipartUpload"
   | "s3:ListMultipartUploadParts"
   | "s3:ListBucketMultipartUploads"
+  // (the S3 front's unserved sub-resources: asked of the authorizer before their 501)
+  | "s3:GetObjectRetention"
+  | "s3:PutObjectRetention"
+  | "s3:GetObjectLegalHold"
+  | "s3:PutObjectLegalHold"
+  | "s3:RestoreObject"
+  | "s3:GetObjectTorrent"
+  | "s3:GetObjectVersionTagging"
+  | "s3:PutObjectVersionTagging"
+  | "s3:DeleteObjectVersionTagging"
   | "sts:AssumeRoleWithWebIdentity"
   | "sts:GetCallerIdentity"
   | "none";
@@ -77,6 +87,11 @@ export const WRITE_ACTIONS: ReadonlySet<S3Action> = new Set<S3Action>([
   "s3:PutBucketAcl",
   "s3:PutObjectAcl",
   "s3:PutObjectVersionAcl",
+  "s3:PutObjectRetention",
+  "s3:PutObjectLegalHold",
+  "s3:RestoreObject",
+  "s3:PutObjectVersionTagging",
+  "s3:DeleteObjectVersionTagging",
 ]);
 
 export function isWriteAction(action: S3Action): boolean {

@@ -535,6 +535,25 @@ describe("OPA with the S3 action, virtual-hosted style, ListBuckets owner", () =
     ]);
   });
 
+  test("an unserved sub-resource (?retention, ?legal-hold, ?restore) asks the authorizer its own action before the 501: AccessDenied to a caller the policy refuses (it was 501, the policy never asked); one it allows still gets the 501", async () => {
+    env.mark();
+    const asked: Array<[string, string, number, string, string]> = [];
+    for (const [method, query] of [["GET", { retention: "" }], ["PUT", { "legal-hold": "" }], ["POST", { restore: "" }], ["GET", { annotation: "" }]] as Array<[string, Record<string, string>]>) {
+      const n = opa.requests.length;
+      const res = await signedFetch(env, { method, path: "/data/a.txt", query });
+      const input = (opa.requests.slice(n)[0]?.body as any)?.input;
+      asked.push([method, Object.keys(query)[0]!, res.status, /<Code>(\w+)/.exec(await res.text())?.[1] ?? "", `${input?.action} ${input?.path}`]);
+    }
+    expect(asked).toEqual([
+      ["GET", "retention", 403, "AccessDenied", "s3:GetObjectRetention /data/a.txt"],
+      ["PUT", "legal-hold", 403, "AccessDenied", "s3:PutObjectLegalHold /data/a.txt"],
+      ["POST", "restore", 403, "AccessDenied", "s3:RestoreObject /data/a.txt"],
+      // (a sub-resource S3 names no permission for: its method's read, which app1 may do)
+      ["GET", "annotation", 501, "NotImplemented", "s3:GetObject /data/a.txt"],
+    ]);
+    expect(env.upstreamCalls()).toEqual([]);
+  });
+
   test("OPA failing (fail mode closed): S3's 503 ServiceUnavailable with Retry-After (SDKs retry it), not AccessDenied; audited and counted as an authorizer error", async () => {
     const count = (result: string) => Number(new RegExp(`^yatagarasu_authz_decisions_total\\{authorizer="opa",result="${result}"\\} (\\d+)$`, "m").exec(env.app.metrics.render())?.[1]);
     const [allow, deny, error] = [count("allow"), count("deny"), count("error")];

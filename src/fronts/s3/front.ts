@@ -44,7 +44,7 @@ import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { postObjectOp } from "./post-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
 import type { PayloadInfo } from "./upload-body.ts";
-import { ACTION_OF, address, type Addressed, bucketFromHost, configuredBucket, EMPTY_SEGMENT_REFUSAL, KEY_IGNORED, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation } from "./route.ts";
+import { ACTION_OF, address, type Addressed, bucketFromHost, configuredBucket, EMPTY_SEGMENT_REFUSAL, KEY_IGNORED, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation, unservedAction } from "./route.ts";
 import { stsError, stsErrorResponse } from "./sts-api.ts";
 import { stsEndpoint } from "./sts-endpoint.ts";
 import { decodeComponent, NO_PARAMETERS, parseRawQuery } from "./uri.ts";
@@ -245,6 +245,15 @@ export function s3Parse(ctx: RequestContext): undefined | Promise<undefined> {
     if (op.code === "NotImplemented" && (bucket === undefined ? principal === undefined : !mayAccess(ctx.rt, principal, bucket, ANY_GRANT))) {
       ctx.errorReason = refusalReason(ctx.rt, principal, bucket, ANY_GRANT);
       return fail(accessRefusal(ctx.rt, principal, metrics));
+    }
+    // (and the bucket's authorizer, with the operation's own action: a caller its policy refuses
+    // was told the operation merely is not implemented, without it being asked)
+    if (op.code === "NotImplemented" && bucket?.authorizer !== undefined) {
+      ctx.bucket = bucket;
+      ctx.bucketName = bucket.name;
+      ctx.key = a.key;
+      ctx.action = unservedAction(ctx.method, a.key, v.query);
+      return authorize(ctx)!.then(() => fail(op));
     }
     return fail(op);
   }

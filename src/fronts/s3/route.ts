@@ -300,6 +300,31 @@ const configWriteRefusal = (sub: string) =>
   s3Error("AccessDenied", `This bucket's ?${sub} setting is this proxy's configuration: it cannot be set or deleted through the S3 API.`);
 const notImplemented = (what: string) => s3Error("NotImplemented", `${what} is not implemented by this proxy.`);
 
+/** The S3 actions of the sub-resources this front does not serve (`METHOD sub`, `+v`: with ?versionId), as S3's permissions name them. */
+const UNSERVED_ACTIONS: ReadonlyMap<string, S3Action> = new Map<string, S3Action>([
+  ["GET retention", "s3:GetObjectRetention"], ["PUT retention", "s3:PutObjectRetention"],
+  ["GET legal-hold", "s3:GetObjectLegalHold"], ["PUT legal-hold", "s3:PutObjectLegalHold"],
+  ["POST restore", "s3:RestoreObject"], ["POST select", "s3:GetObject"], ["GET torrent", "s3:GetObjectTorrent"],
+  ["GET tagging+v", "s3:GetObjectVersionTagging"], ["PUT tagging+v", "s3:PutObjectVersionTagging"], ["DELETE tagging+v", "s3:DeleteObjectVersionTagging"],
+]);
+
+/**
+ * The action a bucket's authorizer is asked about a request this front does not serve (operationOf's
+ * NotImplemented), before its 501: S3 authorizes first. A sub-resource S3 names a permission for has
+ * it; any other the read, write or delete its method is (s3:GetObject, s3:ListBucket at the bucket,
+ * s3:PutObject, s3:DeleteObject; with ?versionId their version forms).
+ */
+export function unservedAction(method: string, key: string, query: ReadonlyArray<readonly [string, string]>): S3Action {
+  const versioned = query.some(([k]) => k === "versionId");
+  for (const [k] of query) {
+    const action = (versioned ? UNSERVED_ACTIONS.get(`${method} ${k}+v`) : undefined) ?? UNSERVED_ACTIONS.get(`${method} ${k}`);
+    if (action !== undefined) return action;
+  }
+  if (method === "GET" || method === "HEAD") return key === "" ? "s3:ListBucket" : versioned ? "s3:GetObjectVersion" : "s3:GetObject";
+  if (method === "DELETE") return versioned ? "s3:DeleteObjectVersion" : "s3:DeleteObject";
+  return "s3:PutObject";
+}
+
 /** The operation of a request, or S3's error for one this front does not serve. `copySource`: x-amz-copy-source is present. */
 export function operationOf(method: string, a: Addressed, query: ReadonlyArray<readonly [string, string]>, copySource = false): S3Operation | S3Error {
   // A method S3 has no operation for at all (PATCH, TRACE, PROPFIND, ...): S3's 405, naming it.
