@@ -543,11 +543,29 @@ function aliasInsideItsAnchor(root: unknown, aliasTargets: Map<unknown, unknown>
  */
 function noteWrittenNumber(n: Scalar, fmt: string, out: Map<string, { written: string; read: string }>, written: unknown = (n as Scalar & { source?: unknown }).source): void {
   const v = n.value;
-  if (typeof v !== "number" || (Number.isFinite(v) && (!Number.isInteger(v) || Number.isSafeInteger(v)) && v !== 0)) return;
+  if (typeof v !== "number") return;
+  // (a whole number read from one that is not, `8080.0000000000000001`, is noted too: writtenWhole)
+  if (Number.isFinite(v) && (!Number.isInteger(v) || Number.isSafeInteger(v)) && v !== 0 && (!Number.isInteger(v) || typeof written !== "string" || writtenWhole(written))) return;
   if (typeof written !== "string" || written === String(v)) return;
   // (a zero written otherwise, `0.0` or `0e5`, is one: only a mantissa with a digit past 0 underflowed)
   if (v === 0 && !/[1-9]/.test(written.replace(/e.*$/i, ""))) return;
   out.set(fmt, { written: ellipsized(written, 64), read: String(v) });
+}
+
+/**
+ * Whether a number's decimal text is a whole number as written (`8080`, `8080.0`, `8.08e3`; not
+ * `8080.0000000000000001` or `1e-400`, which JavaScript reads as 8080 and 0). Text of another form
+ * (`0x1F`, `.inf`) counts as whole: it is read exactly or refused elsewhere.
+ */
+function writtenWhole(text: string): boolean {
+  const m = /^[-+]?(\d*)(?:\.(\d*))?(?:e([-+]?\d+))?$/i.exec(text.replaceAll("_", ""));
+  if (m === null) return true;
+  const frac = m[2] ?? "";
+  const digits = (m[1]! + frac).replace(/^0+/, "");
+  // (how many of the digits stand after the point once the exponent is applied)
+  const scale = frac.length - Number(m[3] ?? 0);
+  if (digits === "" || scale <= 0) return true;
+  return scale <= digits.length && /^0*$/.test(digits.slice(-scale));
 }
 
 /** What parseYamlConfig's walk keeps across the scalars holding `${`: its issues and ParsedYaml's variable records. */

@@ -640,6 +640,9 @@ function namesMissingVar(v: unknown, missing: ReadonlySet<string>): boolean {
   return false;
 }
 
+/** The config's listener ports (a whole number: a port written otherwise is refused, not read as the number next to it). */
+const PORT_KEYS: readonly PathSegment[][] = [["server", "port"], ["metrics", "port"], ["s3_api", "port"]];
+
 /**
  * Parses and validates config text into a plain (not yet frozen) Config. Throws ConfigError with
  * every issue found. The worker thread posts this result back as it is.
@@ -684,6 +687,14 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   renamed = adopted.renamed;
   found.push(...adopted.issues);
   findLegacy(raw, [], found);
+  // A port written as a number that is not whole (`1e-400`, `0.0000001`): YAML reads it as 0 (a
+  // random port) or as the whole number next to it, and it loaded silently so.
+  for (const path of PORT_KEYS) {
+    const n = y.writtenNumbers.size === 0 ? undefined : y.writtenNumbers.get(formatPath(path));
+    if (n !== undefined && Number.isSafeInteger(Number(n.read))) {
+      found.push({ path, message: `a port is a whole number from 0 to 65535, and ${n.written} is not one (YAML reads it as ${n.read}${n.read === "0" ? ", a random port" : ""}): write the port's digits` });
+    }
+  }
   const hinted = new Set(found.map((f) => formatPath(f.path)));
   const missingVars = new Set(y.issues.map((i) => /^environment variable ([A-Za-z_][A-Za-z0-9_]*) is/.exec(i.message)?.[1]).filter((n): n is string => n !== undefined));
   const parsed = ConfigSchema.safeParse(raw);

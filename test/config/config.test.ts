@@ -394,6 +394,12 @@ describe("parseConfig", () => {
     expect(one(`server: { request_timeout: -1e-400 }\n${B}`)).toEqual(["server.request_timeout: must be from 0.001 to 2147483, got -1e-400"]);
     expect(issues(`server:\n  request_timeout: \${T}\n${B}`, { T: "1e-400" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["server.request_timeout: must be from 0.001 to 2147483, got 1e-400"]);
     expect(one(`server: { request_timeout: 0.0e5 }\n${B}`)).toEqual(["server.request_timeout: must be from 0.001 to 2147483, got 0"]);
+    // a port written as a number that is not whole, read as 0 (a random port) or the whole number next to it, loaded silently
+    expect(issues(`server:\n  port: 1e-400\n${B}`).map((i) => `${i.line} ${i.path}: ${i.message}`)).toEqual(["2 server.port: a port is a whole number from 0 to 65535, and 1e-400 is not one (YAML reads it as 0, a random port): write the port's digits"]);
+    expect(one(`metrics: { port: 9090.0000000000000001 }\n${B}`)).toEqual(["metrics.port: a port is a whole number from 0 to 65535, and 9090.0000000000000001 is not one (YAML reads it as 9090): write the port's digits"]);
+    expect(issues(`s3_api:\n  port: \${P}\n${B}`, { P: "0.1e-400" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["s3_api.port: a port is a whole number from 0 to 65535, and 0.1e-400 is not one (YAML reads it as 0, a random port): write the port's digits"]);
+    // (a whole one written with a point or an exponent is one)
+    expect(parseConfig(`server: { port: 8.08e3 }\nmetrics: { port: 0.0 }\n${B}`)).toMatchObject({ server: { port: 8080 }, metrics: { port: 0 } });
     // a key with no upper bound of its own met only the safe-integer one: "must be from 1 to 9007199254740991", a range the key does not have
     expect(one(`server: { max_concurrent_requests: 12345678901234567890123 }\n${B}`)).toEqual(["server.max_concurrent_requests: must be at most 9007199254740991, got 12345678901234567890123: a larger whole number is not held exactly"]);
     expect(one(`cache: { stale_if_error_seconds: 9007199254740993 }\n${B}`)).toEqual(["cache.stale_if_error_seconds: must be at most 9007199254740991, got 9007199254740993: a larger whole number is not held exactly"]);
