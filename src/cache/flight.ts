@@ -14,7 +14,7 @@ import { cappedTtl, freshnessSeconds, makeObject, mergeHeaders, pickHeaders, sto
 import type { Cache } from "./cache.ts";
 import { FillTap, resumeThrough } from "./fill-tap.ts";
 import { teeToWriter, watchStalls } from "./stream-fill.ts";
-import { isFileBody, type CachedObject, type FillToken, type LayerWriter, type SharedWait } from "./types.ts";
+import { isFileBody, type CachedObject, type FillToken, type LayerWriter, type ObjectMeta, type SharedWait } from "./types.ts";
 
 /**
  * Performs the signed GET of the object to S3 with exactly `extraHeaders` as its conditional/range
@@ -264,6 +264,7 @@ export async function runFlight(
   now: number,
   since?: number,
   wait?: SharedWait,
+  head?: FillHead,
 ): Promise<FlightOutcome> {
   const epoch = since ?? cache.epoch;
   // The purge generations before upstream is asked: what it answers is stored only if they hold.
@@ -274,7 +275,7 @@ export async function runFlight(
   const stalled = () => controller.abort(new ProxyError("GatewayTimeout", { detail: "The upstream stalled while sending the object" }));
   const timer = policy.fillTimeoutMs !== undefined ? setTimeout(stalled, policy.fillTimeoutMs) : undefined;
   try {
-    const out = await fetchAndShare(cache, key, stale, policy, upstream, now, { since: epoch, token }, controller.signal);
+    const out = await fetchAndShare(cache, key, stale, policy, upstream, now, { since: epoch, token }, controller.signal, head);
     const stream = out.stream;
     if (out.live === true && stream?.body) {
       // A body streamed to one client (and maybe to disk) is paced by that client: the deadline
@@ -298,6 +299,48 @@ export async function runFlight(
   }
 }
 
+/** A 200's stored metadata (its picked headers, Content-Length `size`), as a fill's file or a HEAD's answer has it before the body. */
+function metaOf(key: string, res: Response, size: number, now: number, ttl: number | null): ObjectMeta {
+  const headers = pickHeaders(res.headers);
+  headers["content-length"] = String(size);
+  return { key, headers, ...storedTimes(headers, now, ttl), date: upstreamDate(res.headers), size };
+}
+
+/**
+ * The head of a buffered fill's 200 (a declared length within the buffer), once read, while its
+ * body is still arriving: a HEAD waiting on the fill needs nothing more, and was answered only once
+ * the body was in (a body that stalled gave it the fill's 504). Set by fetchAndShare, read by
+ * serve.ts's HEADs (the leader's and those that join it).
+ */
+export class FillHead {
+  private res: Response | undefined;
+  private size = 0;
+  private now = 0;
+  private ttl: number | null = null;
+  private wake: (() => void) | undefined;
+  private waiting: Promise<void> | undefined;
+
+  reached(res: Response, size: number, now: number, ttl: number | null): void {
+    this.res = res;
+    this.size = size;
+    this.now = now;
+    this.ttl = ttl;
+    this.wake?.();
+  }
+
+  /** Resolves once the head is read (at once when it is). */
+  read(): Promise<void> {
+    if (this.res !== undefined) return Promise.resolve();
+    return (this.waiting ??= new Promise<void>((resolve) => (this.wake = resolve)));
+  }
+
+  /** The head as the fill would store it (after read()), and the replica that sent it. */
+  meta(key: string): { meta: ObjectMeta; replica: string | undefined } {
+    const res = this.res!;
+    return { meta: metaOf(key, res, this.size, this.now, this.ttl), replica: replicaOf(res) };
+  }
+}
+
 interface Fetched extends FlightOutcome {
   /** `stream` still reads from the upstream connection (not a body already in memory). */
   live?: boolean;
@@ -315,6 +358,7 @@ async function fetchAndShare(
   now: number,
   fill: { since: number; token: FillToken | undefined },
   signal: AbortSignal,
+  head: FillHead | undefined,
 ): Promise<Fetched> {
   const epoch = fill.since;
   let res: Response;
@@ -392,9 +436,7 @@ async function fetchAndShare(
       // Too big to buffer: a streaming layer (disk) may take it while it streams to this client
       // (not when its key was purged since the request began: it would not be kept).
       if (ttl !== null && size <= policy.maxItemBytes && res.body !== null && !cache.purgedSince(epoch, key)) {
-        const headers = pickHeaders(res.headers);
-        headers["content-length"] = String(size);
-        const meta = { key, headers, ...storedTimes(headers, now, ttl), date: upstreamDate(res.headers), size };
+        const meta = metaOf(key, res, size, now, ttl);
         const writer = cache.openWriter(meta, epoch, fill.token);
         if (writer !== undefined) {
           const tap = writer.file !== undefined ? new FillTap(meta, epoch, writer.file) : undefined;
@@ -405,6 +447,8 @@ async function fetchAndShare(
       }
       return superseded({ shared: { kind: "bypass" }, stream: res, live: true });
     }
+    // (a HEAD waiting on this fill has what it needs: it is answered now, not once the body is in, FillHead)
+    head?.reached(res, size, now, ttl);
     body = await res.blob();
     if (body.size !== Number(declared)) {
       // Not the body Content-Length announced (a HEAD sent instead of a GET, or a decoded body):

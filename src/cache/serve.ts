@@ -26,7 +26,7 @@ import { forwardRequestHeaders } from "../http/headers.ts";
 import { parseRange } from "../http/range.ts";
 import { ProxyError } from "../errors.ts";
 import type { Cache } from "./cache.ts";
-import { runFlight, staleServable, type CachePolicy, type FlightOutcome, type Shared, type UpstreamFetch } from "./flight.ts";
+import { FillHead, runFlight, staleServable, type CachePolicy, type FlightOutcome, type Shared, type UpstreamFetch } from "./flight.ts";
 import { followerBody, resumeThrough, type FillCursor, type FillTap } from "./fill-tap.ts";
 import { notModified, respondFromFill, respondFromObject } from "./respond.ts";
 import type { CachedObject, MaybePromise, SharedWait } from "./types.ts";
@@ -178,14 +178,19 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
     return finish(args, { shared: { kind: "object", obj: obj!, status: "STALE" } }, 0, ranged, now);
   }
 
-  let outcome: FlightOutcome;
+  let outcome: FlightOutcome | undefined;
   let calls = 0;
+  let head: FillHead | undefined;
   try {
     if (flight !== undefined) {
       counters.coalesced++;
-      outcome = { shared: (await untilClientGone(flight, args.signal)).shared };
+      head = method === "HEAD" ? heads.get(flight) : undefined;
+      const o = head === undefined ? await untilClientGone(flight, args.signal) : await headFirst(flight, head, args.signal);
+      outcome = o === undefined ? undefined : { shared: o.shared };
     } else {
-      const p: Promise<FlightOutcome> = runFlight(cache, key, obj, args.policy, args.upstream, now, since, wait);
+      head = new FillHead();
+      const p: Promise<FlightOutcome> = runFlight(cache, key, obj, args.policy, args.upstream, now, since, wait, head);
+      heads.set(p, head);
       // (left once its object is stored: until then a miss joins it, the object in no layer yet)
       const leave = () => {
         if (cache.inflight.get(key) === p) cache.inflight.delete(key);
@@ -206,13 +211,38 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
       // detaches the flight: Cache.detachFlights.)
       if (!cache.purgedSince(since, key)) cache.inflight.set(key, p);
       calls = 1;
-      outcome = await untilClientGone(p, args.signal);
+      outcome = method === "HEAD" ? await headFirst(p, head, args.signal) : await untilClientGone(p, args.signal);
     }
   } catch (err) {
     counters.misses++; // the upstream error (thrown) reaches the leader and every waiter alike
     throw withCacheStatus(err, "MISS");
   }
+  if (outcome === undefined) {
+    // A HEAD answered from the fill's head, its body still arriving (FillHead).
+    counters.misses++;
+    const { meta, replica } = head!.meta(key);
+    return { response: respondFromFill(meta, NO_BODY, reqHeaders, method, now), cacheStatus: "MISS", upstreamCalls: calls, passthrough: false, replica };
+  }
   return finish(args, outcome, calls, ranged, now);
+}
+
+/** The FillHead of each flight serveSlow started (a HEAD that joins reads it). */
+const heads = new WeakMap<Promise<FlightOutcome>, FillHead>();
+/** respondFromFill's body for a HEAD, which never reads one. */
+const NO_BODY = (): ReadableStream<Uint8Array> => new ReadableStream();
+const noop = () => {};
+
+/**
+ * A HEAD's wait on a flight: its outcome, or undefined as soon as the fill's head is read (the
+ * headers are all a HEAD answers; the flight goes on for the others and the cache).
+ */
+function headFirst(p: Promise<FlightOutcome>, head: FillHead, signal: AbortSignal | undefined): Promise<FlightOutcome | undefined> {
+  const outcome = untilClientGone(p, signal);
+  const headRead = head.read().then(() => {
+    outcome.catch(noop); // (the flight's own end is no longer this request's)
+    return undefined;
+  });
+  return Promise.race([outcome, headRead]);
 }
 
 /** The outcomes of the flights that answered and stay joinable while their object is stored (Cache.put). */

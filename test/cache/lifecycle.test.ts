@@ -21,7 +21,7 @@ beforeEach(() => {
   cache = new Cache([memory]);
 });
 
-type Up = (extra: Record<string, string>) => Promise<Response>;
+type Up = (extra: Record<string, string>, signal: AbortSignal) => Promise<Response>;
 function serve(upstream: Up, opts: { bucket?: string; key?: string; h?: Record<string, string>; method?: "GET" | "HEAD" } = {}, extra: Partial<ServeArgs> = {}) {
   return serveWithCache({
     cache, bucket: opts.bucket ?? "b", key: opts.key ?? "k", method: opts.method ?? "GET",
@@ -213,5 +213,38 @@ describe("stats", () => {
     expect(s.total).toEqual({ hits: 1, misses: 2, coalesced: 0, revalidated: 0, stale: 0, bypassed: 0, evictions: 0, items: 2, bytes: 2 * e });
     expect(s.buckets.a).toEqual({ hits: 1, misses: 1, coalesced: 0, revalidated: 0, stale: 0, bypassed: 0, evictions: 0, items: 1, bytes: e });
     expect(s.layers.memory).toMatchObject({ items: 2, bytes: 2 * e, evictions: 0 });
+  });
+});
+
+describe("a HEAD and a fill whose body stalls", () => {
+  /** An upstream whose 200 sends its headers (Content-Length 5) and 2 bytes, then nothing until the fill's deadline aborts it. */
+  function stallingUpstream() {
+    let calls = 0;
+    const fn = async (_extra: Record<string, string>, signal: AbortSignal) => {
+      calls++;
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(new TextEncoder().encode("ab"));
+          signal.addEventListener("abort", () => c.error(signal.reason), { once: true });
+        },
+      });
+      return new Response(body, { headers: { "content-length": "5", etag: '"e1"', "content-type": "text/plain", "x-amz-meta-a": "1" } });
+    };
+    return { fn, calls: () => calls };
+  }
+  const stalling = { ...policy, fillTimeoutMs: 150 };
+
+  test("a HEAD miss is answered from the fill's headers, not the fill's 504 once its body stalls; a HEAD joining a GET's fill too, the GET still 504", async () => {
+    const up = stallingUpstream();
+    const head = await serve(up.fn, { method: "HEAD" }, { policy: stalling });
+    expect([head.cacheStatus, head.response.status, head.response.headers.get("content-length"), head.response.headers.get("etag"), head.response.headers.get("x-amz-meta-a")]).toEqual(["MISS", 200, "5", '"e1"', "1"]);
+    expect(await head.response.text()).toBe("");
+    // (a conditional HEAD is answered from them too)
+    const get = serve(up.fn, { key: "k2" }, { policy: stalling });
+    const joined = await serve(up.fn, { key: "k2", method: "HEAD", h: { "if-none-match": '"e1"' } }, { policy: stalling });
+    expect([joined.cacheStatus, joined.response.status]).toEqual(["MISS", 304]);
+    expect(await get.catch((e: { code?: string }) => e.code)).toBe("GatewayTimeout");
+    expect(up.calls()).toBe(2);
+    expect(memory.peek("b/k")).toBeUndefined(); // (nothing stored: the body never came whole)
   });
 });
