@@ -371,6 +371,9 @@ describe("requests S3 refuses before any permission check", () => {
       expect(r.body).toContain(`<ArgumentName>${name}</ArgumentName>`);
       expect(r.body).not.toMatch(/[\x00-\x08\x0b\x0c\x0e-\x1f]|&#x?[0-9a-f]+;/i);
     }
+    // an upload's id is echoed as text even with encoding-type=url (it encodes keys, prefixes, delimiters): refused then too
+    const id = await refused(signed({ path: "/data", query: { uploads: "", "encoding-type": "url", "key-marker": "k", "upload-id-marker": "u\u0003" } }), 400, "InvalidArgument", /names no upload/);
+    expect(id.body).toContain("<ArgumentName>upload-id-marker</ArgumentName>");
     const ok = await signed({ path: "/data", query: { "list-type": "2", "encoding-type": "url", prefix: "a\u0001", "start-after": "a\u0001b" } });
     expect(ok.status).toBe(200);
     expect(ok.body).toContain("<Prefix>a%01</Prefix>");

@@ -403,6 +403,8 @@ function listingPrefix(query: ReadonlyArray<readonly [string, string]>): string 
     // Echoed as text, any other character XML 1.0 cannot hold (a C0 control, U+FFFE/U+FFFF, a lone
     // surrogate) made the whole listing unreadable to every client; url-encoded, it is plain text.
     if (!encoded) return s3Error("InvalidArgument", `A ${k} holding a character XML 1.0 cannot carry (a control character, U+FFFE or U+FFFF) can be listed only with encoding-type=url.`, { ArgumentName: k });
+    // (an upload's or a version's id is echoed as text even then: encoding-type=url encodes keys, prefixes and delimiters)
+    if (k.endsWith("-id-marker")) return s3Error("InvalidArgument", `A ${k} holding a character XML 1.0 cannot carry (a control character, U+FFFE or U+FFFF) names no upload or version.`, { ArgumentName: k });
   }
   return prefix;
 }
