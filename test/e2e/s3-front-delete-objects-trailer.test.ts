@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { crc32 } from "node:zlib";
 import { buildAwsChunkedBody } from "../../src/s3/aws-chunked.ts";
 import { amzDate, canonicalHeaders, canonicalRequest, credentialScope, deriveSigningKey, signature, stringToSign } from "../../src/s3/sigv4.ts";
-import { answerOf, lines, rawRequest, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
+import { answerOf, lines, rawRequest, signedDeleteObjects, signedFetch, startUploadEnv, WRITER, type UploadEnv } from "./s3-front-upload-helpers.ts";
 
 setDefaultTimeout(30_000);
 
@@ -72,4 +72,14 @@ test("x-amz-trailer on a body without a trailer (UNSIGNED-PAYLOAD) is no integri
   const a = await answerOf(await signedFetch(env, { method: "POST", path: "/up", query: [["delete", ""]], body: xmlFor("trailer/c.txt"), headers: { "x-amz-trailer": "x-amz-checksum-crc32" } }));
   expect({ status: a.status, code: a.code, upstream: env.upstreamCalls().length }).toEqual({ status: 400, code: "InvalidRequest", upstream: 0 });
   expect(await env.s3.exists("up", "trailer/c.txt")).toBe(true);
+});
+
+test("an S3-signed POST /?delete to the service (no bucket) is S3's 405 MethodNotAllowed (SERVICE), not STS's ValidationError; nothing upstream", async () => {
+  await env.s3.put("up", "trailer/d.txt", "d");
+  env.mark();
+  const a = await answerOf(await signedDeleteObjects(env, "", xmlFor("trailer/d.txt")));
+  expect({ status: a.status, code: a.code, type: /<ResourceType>([^<]*)</.exec(a.body)?.[1], sts: a.body.includes("ErrorResponse"), upstream: env.upstreamCalls().length }).toEqual({
+    status: 405, code: "MethodNotAllowed", type: "SERVICE", sts: false, upstream: 0,
+  });
+  expect(await env.s3.exists("up", "trailer/d.txt")).toBe(true);
 });

@@ -44,7 +44,7 @@ import { putObjectOp, uploadPartOp } from "./put-object.ts";
 import { postObjectOp } from "./post-object.ts";
 import { deleteObjectTaggingOp, objectTagging, putObjectTaggingOp } from "./tagging.ts";
 import type { PayloadInfo } from "./upload-body.ts";
-import { ACTION_OF, address, type Addressed, bucketFromHost, configuredBucket, EMPTY_SEGMENT_REFUSAL, KEY_IGNORED, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation, unservedAction } from "./route.ts";
+import { ACTION_OF, address, type Addressed, bucketFromHost, configuredBucket, EMPTY_SEGMENT_REFUSAL, isStsCall, KEY_IGNORED, keyRefusal, keyTooLong, MAX_KEY_BYTES, operationOf, type S3Operation, unservedAction } from "./route.ts";
 import { stsError, stsErrorResponse } from "./sts-api.ts";
 import { stsEndpoint } from "./sts-endpoint.ts";
 import { decodeComponent, NO_PARAMETERS, parseRawQuery } from "./uri.ts";
@@ -118,8 +118,9 @@ export function s3Address(ctx: RequestContext): undefined {
   // GetCallerIdentity is signed for the service `sts` and verified by the endpoint once it has read
   // the body its signature covers. A GET of the
   // service naming an STS `Action` (STS's query-string form, which no S3 request has) is an STS
-  // call too, as AWS STS answers it.
-  if (a.bucket === "" && (ctx.method === "POST" || (ctx.method === "GET" && /(?:^[?]|&)Action=/.test(ctx.query)))) {
+  // call too, as AWS STS answers it. (A POST whose query names no Action but something else, an S3
+  // sub-resource such as `?delete`, is S3's: operationOf's 405.)
+  if (a.bucket === "" && (ctx.method === "POST" || ctx.method === "GET") && isStsCall(ctx.method, ctx.query)) {
     ctx.action = ACTION_OF.AssumeRoleWithWebIdentity;
     ctx.operation = "AssumeRoleWithWebIdentity";
     (ctx as S3RequestContext).s3 = { api, op: "AssumeRoleWithWebIdentity", principal: undefined, query: [], overrides: [], headers: req.headers };

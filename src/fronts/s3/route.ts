@@ -325,6 +325,20 @@ export function unservedAction(method: string, key: string, query: ReadonlyArray
   return "s3:PutObject";
 }
 
+const SERVICE_POST = "The specified method is not allowed against this resource. (A POST to the service is an STS call, its parameters in a form-encoded body or with Action= in the query string; an S3 request names its bucket.)";
+
+/**
+ * Whether a request to the service (no bucket) is an STS call: a POST with no query or one naming
+ * an `Action` (STS's parameters in a form-encoded body, or in the query string as minio-go sends
+ * them), a GET naming an `Action` (STS's query-string form). `rawQuery` with or without its "?".
+ * A POST naming anything else (`?delete`) is S3's (operationOf agrees, on the parsed query).
+ */
+export function isStsCall(method: string, rawQuery: string): boolean {
+  if (method === "POST" && rawQuery.length <= 1) return true;
+  return STS_ACTION.test(rawQuery);
+}
+const STS_ACTION = /(?:^[?]?|&)Action=/;
+
 /** The operation of a request, or S3's error for one this front does not serve. `copySource`: x-amz-copy-source is present. */
 export function operationOf(method: string, a: Addressed, query: ReadonlyArray<readonly [string, string]>, copySource = false): S3Operation | S3Error {
   // A method S3 has no operation for at all (PATCH, TRACE, PROPFIND, ...): S3's 405, naming it.
@@ -377,7 +391,12 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
     return s3Error("MethodNotAllowed", undefined, { Method: method, ResourceType: known.type }, { allow: servedMethods(a, query, ["GET", ...known.writes]) });
   }
   if (a.bucket === "") {
-    if (method === "POST") return "AssumeRoleWithWebIdentity";
+    if (method === "POST") {
+      if (query.length === 0 || query.some(([k]) => k === "Action")) return "AssumeRoleWithWebIdentity";
+      // (a service POST naming something else, `?delete` without a bucket: S3 has no POST on the
+      // service; it was answered by STS, in STS's dialect, a ValidationError)
+      return s3Error("MethodNotAllowed", SERVICE_POST, { Method: method, ResourceType: "SERVICE" }, { allow: "GET, POST" });
+    }
     if (method === "GET" && sub === undefined && !uploadId && !partNumber && !versionId) return "ListBuckets";
     // (the service takes no PUT or DELETE: S3's 405 naming it, as for PATCH; it was 501)
     if (method === "PUT" || method === "DELETE") return s3Error("MethodNotAllowed", undefined, { Method: method, ResourceType: "SERVICE" }, { allow: "GET, POST" });

@@ -78,6 +78,9 @@ describe("operationOf", () => {
   test("the read operations", () => {
     expect(op("GET", "/")).toBe("ListBuckets");
     expect(op("POST", "/")).toBe("AssumeRoleWithWebIdentity");
+    expect(op("POST", "/", "Action=AssumeRoleWithWebIdentity&Version=2011-06-15")).toBe("AssumeRoleWithWebIdentity");
+    // (a service POST naming an S3 sub-resource is no STS call: S3 has no POST on the service)
+    expect(op("POST", "/", "delete")).toBe("405 MethodNotAllowed");
     expect(op("HEAD", "/b")).toBe("HeadBucket");
     expect(op("GET", "/b", "location")).toBe("GetBucketLocation");
     expect(op("GET", "/b", "versioning")).toBe("GetBucketVersioning");
