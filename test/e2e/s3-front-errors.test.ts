@@ -281,6 +281,13 @@ describe("requests S3 refuses before any permission check", () => {
       const r = await refused(signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: config(lc) }), 400, "InvalidLocationConstraint", "The specified location-constraint is not valid");
       expect(r.body.length).toBeLessThan(1000);
     }
+    // us-east-1 named (S3's default region is asked for by naming none): S3's InvalidLocationConstraint,
+    // here where s3_api.region is us-east-1 too (it was 200)
+    const east = await refused(signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: config("us-east-1") }), 400, "InvalidLocationConstraint", "The specified location-constraint is not valid");
+    expect(east.body).toContain("<LocationConstraint>us-east-1</LocationConstraint>");
+    // (an empty one, as the SDKs send for us-east-1 when asked to: no constraint)
+    const none = await signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: config("") });
+    expect([none.status, none.body]).toEqual([200, ""]);
     // a region's name, another than s3_api.region: as before
     await refused(signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: config("us-gov-west-1") }), 400, "IllegalLocationConstraintException", /^The us-gov-west-1 location constraint/);
   });
@@ -290,9 +297,8 @@ describe("requests S3 refuses before any permission check", () => {
     for (const inner of ["<LocationConstraint>us-east-1</LocationConstraint><LocationConstraint>eu-west-1</LocationConstraint>", "<LocationConstraint>us-east-1</LocationConstraint><LocationConstraint/>", "<LocationConstraint>us-east-1<x/></LocationConstraint>"]) {
       await refused(signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: body(inner) }), 400, "MalformedXML");
     }
-    // (one, naming this endpoint's region: as before)
-    const r = await signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: body("<LocationConstraint>us-east-1</LocationConstraint>") });
-    expect([r.status, r.body]).toEqual([200, ""]);
+    // (one, naming us-east-1, this endpoint's region: S3's InvalidLocationConstraint, us-east-1 is asked for by naming none)
+    await refused(signed({ method: "PUT", path: "/data", headers: { "content-type": "application/xml" }, body: body("<LocationConstraint>us-east-1</LocationConstraint>") }), 400, "InvalidLocationConstraint");
   });
 
   test("a HEAD's error answer has no body and the GET's Content-Length, never 0 (RFC 9110 §8.6)", async () => {

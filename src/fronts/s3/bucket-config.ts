@@ -215,7 +215,8 @@ const REGION_NAME = /^[a-z]{2}(?:-[a-z]{1,12}){1,3}-\d{1,2}$/;
  * bucket's, s3_api.region) is S3's 400 IllegalLocationConstraintException, as a region's endpoint
  * answers a constraint naming another (`EU` is eu-west-1's old name): it was a success, a bucket
  * "created" in a region it is not in. A constraint that names no region (not region-shaped) is
- * S3's 400 InvalidLocationConstraint, the value not echoed. An ACL granting anyone but the owner (`x-amz-acl: public-read`,
+ * S3's 400 InvalidLocationConstraint, the value not echoed, and so is `us-east-1` (S3's default
+ * region is asked for by naming no constraint; S3 refuses it named). An ACL granting anyone but the owner (`x-amz-acl: public-read`,
  * an `x-amz-grant-*`) is S3's 400 InvalidBucketAclWithObjectOwnership, as S3 answers it for a bucket
  * whose ObjectOwnership is BucketOwnerEnforced (what GetBucketOwnershipControls reports here): it was
  * a success, a bucket the client took for public. Object Lock or another ObjectOwnership asked for
@@ -229,6 +230,9 @@ export async function createBucketOp(ctx: RequestContext, region: string): Promi
   if (announcesBody(h)) {
     // (one LocationConstraint: a second is MalformedXML, as S3's schema says, never the first one taken)
     const asked = fieldText(await readXmlBody(ctx, "CreateBucketConfiguration"), "LocationConstraint")?.trim() ?? "";
+    // us-east-1 is asked for by naming none: S3 refuses it named (it is not among the constraint's
+    // valid values), whatever the endpoint's region; it was 200 where s3_api.region is us-east-1.
+    if (asked === "us-east-1") throw s3Fail(s3Error("InvalidLocationConstraint", undefined, { LocationConstraint: asked }));
     if (asked !== "" && (asked === "EU" ? "eu-west-1" : asked) !== region) {
       // (a value no region has, S3's InvalidLocationConstraint, never shown back: it may be the body's 4 MiB)
       if (asked !== "EU" && !REGION_NAME.test(asked)) throw s3Fail(s3Error("InvalidLocationConstraint"));
