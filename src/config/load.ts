@@ -633,6 +633,30 @@ function isSafeIntegerBound(i: z.core.$ZodIssue): boolean {
   return (i.code === "too_big" || i.code === "too_small") && i.origin === "int" && Math.abs(Number(i.code === "too_big" ? i.maximum : i.minimum)) === Number.MAX_SAFE_INTEGER;
 }
 
+/**
+ * The numbers a key takes as 0 that the file (or an unquoted ${VAR}) wrote as a number too small
+ * to hold (`stale_if_error_seconds: !!float 1e-400`, read as 0): where 0 is allowed (off, none,
+ * no limit) they loaded silently as it. Each is a problem, at its key; `skip` holds the keys
+ * already refused (a range without 0 says "got 1e-400" itself). Ports are left to their own
+ * check (a port written as a number that is not whole).
+ */
+function underflowedNumbers(raw: unknown, written: ParsedWritten, renamed: Parameters<typeof renamedPath>[1], skip: ReadonlySet<string>): Array<{ path: PathSegment[]; message: string }> {
+  const out: Array<{ path: PathSegment[]; message: string }> = [];
+  if (![...written.values()].some((n) => n.read === "0")) return out;
+  const walk = (v: unknown, path: PathSegment[]): void => {
+    if (v === 0) {
+      const n = written.get(formatPath(renamedPath(path, renamed)));
+      if (n !== undefined && n.read === "0" && path.at(-1) !== "port" && !skip.has(formatPath(path))) {
+        out.push({ path, message: `${n.written} is too small for a number to hold: YAML reads it as 0, and it would load as 0 (here: off, or none); write 0 if that is meant, or a larger number` });
+      }
+    } else if (Array.isArray(v)) v.forEach((x, i) => walk(x, [...path, i]));
+    else if (typeof v === "object" && v !== null) for (const [k, x] of Object.entries(v)) walk(x, [...path, k]);
+  };
+  walk(raw, []);
+  return out;
+}
+type ParsedWritten = ReadonlyMap<string, { written: string; read: string }>;
+
 /** Whether a value is a placeholder of a variable reported unset (left as written). */
 function namesMissingVar(v: unknown, missing: ReadonlySet<string>): boolean {
   if (typeof v !== "string" || missing.size === 0) return false;
@@ -699,6 +723,10 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
   const missingVars = new Set(y.issues.map((i) => /^environment variable ([A-Za-z_][A-Za-z0-9_]*) is/.exec(i.message)?.[1]).filter((n): n is string => n !== undefined));
   const parsed = ConfigSchema.safeParse(raw);
   const baseDir = opts.baseDir ?? (opts.file ? configBaseDir(opts.file) : process.cwd());
+  if (y.writtenNumbers.size > 0) {
+    const skip = new Set([...found.map((f) => formatPath(f.path)), ...(parsed.success ? [] : parsed.error.issues.map((i) => formatPath(i.path.filter((x): x is PathSegment => typeof x !== "symbol"))))]);
+    found.push(...underflowedNumbers(raw, y.writtenNumbers, renamed, skip));
+  }
   // Every problem in one report, in file order (a typo must not hide the next problem).
   const report = (issues: ConfigIssue[], more = false) => fail(issues.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)), more);
   if (!parsed.success) {

@@ -400,6 +400,11 @@ describe("parseConfig", () => {
     expect(issues(`s3_api:\n  port: \${P}\n${B}`, { P: "0.1e-400" }).map((i) => `${i.path}: ${i.message}`)).toEqual(["s3_api.port: a port is a whole number from 0 to 65535, and 0.1e-400 is not one (YAML reads it as 0, a random port): write the port's digits"]);
     // (a whole one written with a point or an exponent is one)
     expect(parseConfig(`server: { port: 8.08e3 }\nmetrics: { port: 0.0 }\n${B}`)).toMatchObject({ server: { port: 8080 }, metrics: { port: 0 } });
+    // where 0 is allowed (off, none) it loaded silently as 0: refused, at its key (a zero written otherwise, 0.0e5, is 0)
+    const underflow = (v: string) => `${v} is too small for a number to hold: YAML reads it as 0, and it would load as 0 (here: off, or none); write 0 if that is meant, or a larger number`;
+    expect(one(`cache: { stale_if_error_seconds: !!float 1e-400 }\n${B}`)).toEqual([`cache.stale_if_error_seconds: ${underflow("1e-400")}`]);
+    expect(issues(`server:\n  shutdown_delay: \${D}\n${B}`, { D: "-1e-400" }).map((i) => `${i.path}: ${i.message}`)).toEqual([`server.shutdown_delay: ${underflow("-1e-400")}`]);
+    expect(() => parseConfig(`cache: { stale_if_error_seconds: 0.0e5 }\n${B}`)).not.toThrow();
     // a key with no upper bound of its own met only the safe-integer one: "must be from 1 to 9007199254740991", a range the key does not have
     expect(one(`server: { max_concurrent_requests: 12345678901234567890123 }\n${B}`)).toEqual(["server.max_concurrent_requests: must be at most 9007199254740991, got 12345678901234567890123: a larger whole number is not held exactly"]);
     expect(one(`cache: { stale_if_error_seconds: 9007199254740993 }\n${B}`)).toEqual(["cache.stale_if_error_seconds: must be at most 9007199254740991, got 9007199254740993: a larger whole number is not held exactly"]);
