@@ -67,6 +67,9 @@ export function summarize(c: Config, file: string, verdict = "OK"): string {
     const alone = workers === 1 ? `each of ${rl.instances} process(es) enforces 1/${rl.instances}` : `each of ${rl.instances} instance(s) enforces 1/${rl.instances}, each of its ${workers} workers 1/${rl.instances * workers}`;
     const which = rl.enabled ? "rate limits" : "bucket rate limits (server.rate_limit.enabled: false: no global or per-IP limit)";
     lines.push(`${which} shared in Redis ${url ? printableUrl(url) : "(no URL)"} (timeout ${rl.redis_timeout_ms} ms; alone, ${alone})`);
+  } else if (rl?.backend === "redis") {
+    // (backend: redis with nothing to share: no limiter, no connection; it said nothing of it)
+    lines.push(`rate limits none apply (server.rate_limit.enabled: false, no bucket's s3.rate_limit): backend redis unused${rl.redis_url ? `, no connection to ${printableUrl(rl.redis_url)}` : ""}`);
   }
   lines.push(`tracing     ${c.tracing.enabled && c.tracing.otlp_endpoint ? `OTLP ${printableUrl(c.tracing.otlp_endpoint)} sample=${c.tracing.sample_ratio} service=${c.tracing.service_name}` : "off"}`);
   // With several workers each writes a file of its own (auditPath): name them, or the file named is one nobody writes.

@@ -57,6 +57,11 @@ describe("--check summary", () => {
     expect(summarize(parseConfig(bucketOnly, { env: {} }), "c.yaml")).toContain("bucket rate limits (server.rate_limit.enabled: false: no global or per-IP limit) shared in Redis redis://cache.internal:6379/0 (timeout 50 ms; alone, each of 3 process(es) enforces 1/3)");
     const none = summarize(parseConfig(FULL.replace("enabled: true, global: { requests_per_second: 100 }, backend: redis", "enabled: false, backend: redis"), { env: {} }), "c.yaml");
     expect(none).not.toContain("shared in Redis");
+    // but says that none apply, and that the Redis backend (its URL) is unused (it said nothing of rate limits)
+    expect(none).toContain("rate limits none apply (server.rate_limit.enabled: false, no bucket's s3.rate_limit): backend redis unused\n");
+    const withUrl = summarize(parseConfig("server:\n  rate_limit: { enabled: false, backend: redis, redis_url: \"redis://:pw-s3cr3t@limits.internal:6379/1\" }\nbuckets:\n  - { name: b, path_prefix: /b, s3: { bucket: bkt } }\n", { env: {} }), "c.yaml");
+    expect(withUrl).toContain("rate limits none apply (server.rate_limit.enabled: false, no bucket's s3.rate_limit): backend redis unused, no connection to redis://limits.internal:6379/1\n");
+    expect(withUrl).not.toContain("pw-s3cr3t");
   });
 
   test("with workers the audit line names each worker's file (it named audit.log, which no process writes then)", () => {
