@@ -86,7 +86,7 @@ export class StaleHold {
 }
 
 /** A failed revalidation answered STALE: what it threw, or its 5xx as a replay (read while STALE is answered). */
-export type StaleFailure = { error: unknown } | { replay: Promise<Shared> };
+type StaleFailure = { error: unknown } | { replay: Promise<Shared> };
 
 export type Shared =
   /**

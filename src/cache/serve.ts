@@ -396,7 +396,7 @@ const STALE_REFUSALS = /(?:^|,)\s*(no-cache|max-age|min-fresh|max-stale)\s*(?:=\
  * stale response wanted), or max-stale=N with the answer more than N seconds stale; with no
  * Cache-Control, `Pragma: no-cache` counts as no-cache (§5.4). Read only when a STALE answer is due.
  */
-export function refusesStale(h: Headers, staleMs: number): boolean {
+function refusesStale(h: Headers, staleMs: number): boolean {
   const cc = h.get("cache-control");
   if (cc === null) return /(?:^|,)\s*no-cache\s*(?:,|$)/i.test(h.get("pragma") ?? "");
   let fresh = false;

@@ -18,7 +18,7 @@ const tooLong = (unit: "seconds" | "ms") => ({
  * The shortest wait in seconds a fractional key takes: a timer's smallest step is 1 ms, so a
  * `request_timeout: 1e-9` passed --check and answered every request 504 after 1 ms.
  */
-export const MIN_TIMER_SECONDS = 0.001;
+const MIN_TIMER_SECONDS = 0.001;
 
 /** Seconds (fractions allowed), at least 1 ms. */
 export const timerSeconds = z.number().min(MIN_TIMER_SECONDS).max(MAX_TIMER_SECONDS, tooLong("seconds"));

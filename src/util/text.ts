@@ -49,7 +49,7 @@ export function urlForLogs(url: string): string {
 }
 
 /** Names a log line or a note lists: at most this many are written, then how many more. */
-export const LISTED_NAMES = 10;
+const LISTED_NAMES = 10;
 
 /**
  * `names` joined with ", " for a note or a log line, the first LISTED_NAMES of them and "… and N

@@ -200,9 +200,10 @@ function unkeptBucketSetting(h: Headers): S3Error | undefined {
 }
 
 /**
- * What an AWS region's name looks like (us-east-1, us-gov-west-1, ap-southeast-3, us-isob-east-1): a
- * LocationConstraint that is not one is no region at all. Each word is bounded (no region's is longer
- * than 9 letters): the name goes back in IllegalLocationConstraintException's Message.
+ * What an AWS region's name looks like (us-east-1, us-gov-west-1, ap-southeast-5, eu-isoe-west-1,
+ * cn-northwest-1): a LocationConstraint that is not one is no region at all. Each word is bounded,
+ * at 12 letters (AWS's longest, northwest and southeast, have 9: room for a longer one to come): the
+ * name goes back in IllegalLocationConstraintException's Message.
  */
 const REGION_NAME = /^[a-z]{2}(?:-[a-z]{1,12}){1,3}-\d{1,2}$/;
 
