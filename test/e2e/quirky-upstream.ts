@@ -50,6 +50,28 @@ function chunked(data: string | Buffer): Buffer {
 const entry = (k: string) =>
   `<Contents><Key>${k}</Key><LastModified>2025-01-01T00:00:00.000Z</LastModified><ETag>&quot;e1&quot;</ETag><Size>26</Size><StorageClass>STANDARD</StorageClass></Contents>`;
 
+/**
+ * A store that does not skip the common prefix a marker falls in: every key after the marker (V1's
+ * marker, a key-marker) is listed, keys under one prefix rolled up into it, so asked after "p/a/"
+ * it lists "p/a/" again; max-keys entries a page, truncated without any resume marker.
+ */
+function relisted(q: URLSearchParams, keys: string[], write: (key: string) => string): string {
+  const prefix = q.get("prefix") ?? "";
+  const delimiter = q.get("delimiter") ?? "";
+  const marker = q.get("marker") ?? q.get("key-marker") ?? "";
+  const max = Number(q.get("max-keys") ?? q.get("max-uploads") ?? 1000);
+  const entries: string[] = [];
+  for (const k of keys) {
+    if (!k.startsWith(prefix) || Buffer.compare(Buffer.from(k), Buffer.from(marker)) <= 0) continue;
+    const at = delimiter === "" ? -1 : k.indexOf(delimiter, prefix.length);
+    const e = at < 0 ? write(k) : `<CommonPrefixes><Prefix>${k.slice(0, at + delimiter.length)}</Prefix></CommonPrefixes>`;
+    if (e !== entries[entries.length - 1]) entries.push(e);
+  }
+  const markerEl = q.has("key-marker") ? `<KeyMarker>${marker}</KeyMarker>` : `<Marker>${marker}</Marker>`;
+  return `${markerEl}<MaxKeys>${max}</MaxKeys><IsTruncated>${entries.length > max}</IsTruncated>${entries.slice(0, max).join("")}`;
+}
+export const RELISTED_KEYS = ["relist/a/1.txt", "relist/a/2.txt", "relist/b.txt", "relist/c/1.txt", "relist/c/2.txt"];
+
 function listingXml(q: URLSearchParams): string {
   const xml = listBucketXml(q);
   // ?versions is answered as S3 does, with a ListVersionsResult of <Version> entries; except under
@@ -96,6 +118,7 @@ function listBucketXml(q: URLSearchParams): string {
     const prefixes = ["nomarker/x/", "nomarker/y&z/"].map((p) => `<CommonPrefixes><Prefix>${p.replace("&", "&amp;")}</Prefix></CommonPrefixes>`).join("");
     return `${top}<MaxKeys>3</MaxKeys>${q.has("delimiter") ? "<Delimiter>/</Delimiter>" : ""}<IsTruncated>true</IsTruncated>${entry("nomarker/a.txt")}${prefixes}</ListBucketResult>`;
   }
+  if (prefix === "relist/") return `${top}${relisted(q, RELISTED_KEYS, entry)}</ListBucketResult>`;
   if (prefix === "vnomarker/") {
     // a truncated ListObjectVersions page without S3's NextKeyMarker and NextVersionIdMarker: two versions of one key
     const version = (id: string) => `<Version><Key>vnomarker/a.txt</Key><VersionId>${id}</VersionId><IsLatest>${id === "v2"}</IsLatest><LastModified>2025-01-01T00:00:00.000Z</LastModified><ETag>&quot;e1&quot;</ETag><Size>26</Size><StorageClass>STANDARD</StorageClass></Version>`;
@@ -232,6 +255,10 @@ function object(method: string, key: string, h: Record<string, string>, sock: ne
  * uploads of one key, then, asked with a delimiter, a common prefix).
  */
 function uploadsXml(q: URLSearchParams): string {
+  if (q.get("prefix") === "relist/") {
+    const upload = (k: string) => `<Upload><Key>${k}</Key><UploadId>u-${k}</UploadId><Initiated>2025-01-01T00:00:00.000Z</Initiated><StorageClass>STANDARD</StorageClass></Upload>`;
+    return `<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult${NS}><Bucket>fakebucket</Bucket><Prefix>relist/</Prefix>${relisted(q, RELISTED_KEYS, upload)}</ListMultipartUploadsResult>`;
+  }
   const upload = (id: string) => `<Upload><Key>nomarker-up/a&amp;b.txt</Key><UploadId>${id}</UploadId><Initiated>2025-01-01T00:00:00.000Z</Initiated><StorageClass>STANDARD</StorageClass></Upload>`;
   const prefixes = q.has("delimiter") ? "<CommonPrefixes><Prefix>nomarker-up/z/</Prefix></CommonPrefixes>" : "";
   return `<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult${NS}><Bucket>fakebucket</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker><Prefix>${q.get("prefix") ?? ""}</Prefix><MaxUploads>2</MaxUploads><IsTruncated>true</IsTruncated>${upload("u1")}${upload("u2")}${prefixes}</ListMultipartUploadsResult>`;

@@ -14,7 +14,7 @@ import { nullLogger } from "../../src/observe/log.ts";
 import { listenBun, listenNode, type Listener } from "../../src/server.ts";
 import { listenS3 } from "../../src/server/s3-listener.ts";
 import { smithySigned } from "../fronts/s3/helpers.ts";
-import { BODY, startQuirkyUpstream, type QuirkyUpstream } from "./quirky-upstream.ts";
+import { BODY, RELISTED_KEYS, startQuirkyUpstream, type QuirkyUpstream } from "./quirky-upstream.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -343,6 +343,30 @@ describe("a truncated ListParts or ListMultipartUploads page without the resume 
     };
     expect(await markers({})).toEqual(["nomarker-up/a&amp;b.txt", "u2"]);
     expect(await markers({ delimiter: "/" })).toEqual(["nomarker-up/z/", undefined]);
+  });
+});
+
+describe("a paginator over a store that lists the common prefix a marker falls in again (keys after \"a/\" are under it)", () => {
+  // (the proxy's NextMarker "relist/a/", S3's, asked as it came: the store listed "relist/a/" again,
+  // and a paginator asked one entry a page never ended)
+  test("every entry is listed once and the listing ends (ListObjects V1, ListObjectVersions, one entry a page); the client's marker is echoed", async () => {
+    const p = await startProxy({ engine: "bun", client: "auto" });
+    const walk = async (query: Record<string, string>, markerName: string, nextName: string) => {
+      const seen: string[] = [];
+      let marker: string | undefined;
+      for (let page = 0; page < 8; page++) {
+        const xml = await (await p.s3("GET", "/nc", { query: { prefix: "relist/", delimiter: "/", ...query, ...(marker === undefined ? {} : { [markerName]: marker }) } })).text();
+        if (marker !== undefined) expect(new RegExp(`<${markerName === "marker" ? "Marker" : "KeyMarker"}>([^<]*)<`).exec(xml)?.[1]).toBe(marker);
+        seen.push(...[...xml.matchAll(/<(?:Key|CommonPrefixes><Prefix)>(relist\/[^<]*)</g)].map((m) => m[1]!));
+        if (!xml.includes("<IsTruncated>true<")) return seen;
+        marker = new RegExp(`<${nextName}>([^<]*)<`).exec(xml)?.[1];
+      }
+      return [...seen, "(did not end)"];
+    };
+    const expected = ["relist/a/", "relist/b.txt", "relist/c/"];
+    expect(RELISTED_KEYS.length).toBe(5);
+    expect(await walk({ "max-keys": "1" }, "marker", "NextMarker")).toEqual(expected);
+    expect(await walk({ versions: "", "max-keys": "1" }, "key-marker", "NextKeyMarker")).toEqual(expected);
   });
 });
 

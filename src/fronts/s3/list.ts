@@ -22,7 +22,7 @@ import { errorOf, tryParse, upstreamBucketsOf } from "./relay.ts";
 import { requestHeaders } from "./writes.ts";
 import { controlsAsReferences, el, escapeListingText, escapeXml, isWellFormedResult, markupOnly, maskOwners, quoteListingEtags, rootOf, setFirstElementText } from "./xml.ts";
 import { decodeEntities } from "./xml-reader.ts";
-import { askResumed, isUrlEncodedForm, laterEntry, nextToken, readToken, s3UrlDecode, s3UrlEncode, type LastEntry, type ListBinding } from "./list-token.ts";
+import { askResumed, isUrlEncodedForm, laterEntry, nextToken, pastPrefix, readToken, s3UrlDecode, s3UrlEncode, type LastEntry, type ListBinding } from "./list-token.ts";
 import { readableEntryFields } from "./list-fields.ts";
 import type { BucketUpstream } from "../../s3/upstream.ts";
 import type { OperationContext } from "../../s3/operations/common.ts";
@@ -88,6 +88,11 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   // key, valid on any replica; V2's continuation tokens are the proxy's own, valid on every replica:
   // see list-token.ts). Versions stay on the primary: their ids are one store's.
   const v2 = op === "ListObjectsV2" ? pageRequest(ctx, q) : undefined;
+  // (a V1 marker, a key-marker without its version id, naming a common prefix: asked past it)
+  const markerName = op === "ListObjects" ? "marker" : op === "ListObjectVersions" && !q.get("version-id-marker") ? "key-marker" : undefined;
+  const marker = markerName === undefined ? undefined : (q.get(markerName) ?? undefined);
+  const asked = markerAsked(marker, q.get("prefix") ?? "", q.get("delimiter") ?? "");
+  if (asked !== marker) q.set(markerName!, asked!);
   const res =
     v2 !== undefined ? await bucket.upstream.read(call.signal, call.timing, (u, maxAttempts, replica) => v2.send(u, replica, { ...call, maxAttempts }, optionalObjectAttributes), v2.from?.replica)
     : op === "ListObjectVersions" ? await listObjectVersions(bucket.upstream.primary(), { ...listObjectVersionsParams(q), optionalObjectAttributes }, call)
@@ -104,7 +109,8 @@ export async function listObjects(ctx: RequestContext, op: "ListObjects" | "List
   // The first <Name> is ListBucketResult's (ListVersionsResult's) own (keys and owners are escaped text or other elements).
   const named = setFirstElementText(xml, "Name", bucket.name);
   // (a control character in a key or an echoed parameter: S3's reference, never raw)
-  const answered = v2 !== undefined ? v2.answer(named) : op === "ListObjectVersions" ? withResumeMarker(named, "NextKeyMarker", "NextVersionIdMarker") : q.get("delimiter") ? withResumeMarker(named, "NextMarker") : named;
+  const resumable = v2 !== undefined ? v2.answer(named) : op === "ListObjectVersions" ? withResumeMarker(named, "NextKeyMarker", "NextVersionIdMarker") : q.get("delimiter") ? withResumeMarker(named, "NextMarker") : named;
+  const answered = asked !== marker ? echoedMarker(resumable, op === "ListObjects" ? "Marker" : "KeyMarker", marker!) : resumable;
   return xmlResponse(ctx, controlsAsReferences(maskOwners(answered, ctx.subject ?? "anonymous")));
 }
 
@@ -128,6 +134,26 @@ export function withResumeMarker(xml: string, name: "NextKeyMarker" | "NextMarke
   // (resumed with the key alone, the key's versions or uploads after the page were skipped).
   if (given !== undefined) return id !== "" && !last.past && decodedKey(given, encoded) === last.after ? (insertBefore(xml, "IsTruncated", id) ?? xml) : xml;
   return insertBefore(xml, "IsTruncated", `<${name}>${listedText(last.after, encoded)}</${name}>${id}`) ?? xml;
+}
+
+/**
+ * The marker (V1's marker, a key-marker without its version or upload id) a store is asked with:
+ * one that names a common prefix of this listing (`prefix`, then up to the first `delimiter`, as
+ * S3's NextMarker does when a page ends on one) is asked past every key under it (pastPrefix), as
+ * S3 reads it. A store that lists the prefix a marker falls in again (keys after "a/" are under it)
+ * repeated it on the next page, and a paginator asked with one entry a page (the prefix alone,
+ * NextMarker "a/" again) never ended.
+ */
+export function markerAsked(marker: string | undefined, prefix: string, delimiter: string): string | undefined {
+  if (marker === undefined || delimiter === "" || !marker.startsWith(prefix)) return marker;
+  const at = marker.indexOf(delimiter, prefix.length);
+  return at >= 0 && at + delimiter.length === marker.length ? pastPrefix(marker) : marker;
+}
+
+/** `xml` with its first `name` element (the echoed marker) saying the client's `marker`, as S3 echoes it. */
+export function echoedMarker(xml: string, name: "Marker" | "KeyMarker", marker: string): string {
+  const text = listedText(marker, elementText(xml, "EncodingType") === "url");
+  return xml.replace(elementRe(name), (_m, p: string) => `<${p}${name}>${text}</${p}${name}>`);
 }
 
 /**
