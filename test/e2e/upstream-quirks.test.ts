@@ -349,7 +349,7 @@ describe("a truncated ListParts or ListMultipartUploads page without the resume 
 describe("a paginator over a store that lists the common prefix a marker falls in again (keys after \"a/\" are under it)", () => {
   // (the proxy's NextMarker "relist/a/", S3's, asked as it came: the store listed "relist/a/" again,
   // and a paginator asked one entry a page never ended)
-  test("every entry is listed once and the listing ends (ListObjects V1, ListObjectVersions, one entry a page); the client's marker is echoed", async () => {
+  test("every entry is listed once and the listing ends (ListObjects V1, ListObjectVersions, ListMultipartUploads, one entry a page); the client's marker is echoed", async () => {
     const p = await startProxy({ engine: "bun", client: "auto" });
     const walk = async (query: Record<string, string>, markerName: string, nextName: string) => {
       const seen: string[] = [];
@@ -367,6 +367,7 @@ describe("a paginator over a store that lists the common prefix a marker falls i
     expect(RELISTED_KEYS.length).toBe(5);
     expect(await walk({ "max-keys": "1" }, "marker", "NextMarker")).toEqual(expected);
     expect(await walk({ versions: "", "max-keys": "1" }, "key-marker", "NextKeyMarker")).toEqual(expected);
+    expect(await walk({ uploads: "", "max-uploads": "1" }, "key-marker", "NextKeyMarker")).toEqual(expected);
   });
 });
 

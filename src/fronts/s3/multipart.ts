@@ -31,7 +31,7 @@ import { objectLocation } from "./location.ts";
 import { s3Fail } from "./fail.ts";
 import { emptyAnswer, MAX_RESULT_BODY, readUpstreamCapped, relayError, resultFail, tryParse, xmlAnswer } from "./relay.ts";
 import { xmlResponse } from "./operations.ts";
-import { withNextPartNumberMarker, withResumeMarker } from "./list.ts";
+import { echoedMarker, markerAsked, withNextPartNumberMarker, withResumeMarker } from "./list.ts";
 import { controlsAsReferences, el, isWellFormedResult, maskOwners, quoteListingEtags, rootOf, S3_XMLNS, setFirstElementText, XML_DECL } from "./xml.ts";
 import { childText, type XmlElement } from "./xml-reader.ts";
 import { callOf, fieldText, malformed, partNumberOf, queryValue, readingResult, readXmlBody, requestHeaders, unkeptWriteCondition, uploadIdOf, writeUpstream } from "./writes.ts";
@@ -180,7 +180,7 @@ function integerParam(ctx: RequestContext, name: string): string | undefined {
  * InternalError, as for ListObjects: its text could name the store's internals. Answered as the
  * object listings are (xmlResponse): a signed caller's answer says Cache-Control: private.
  */
-async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: string, root: string, notFound?: S3ErrorCode): Promise<Response> {
+async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: string, root: string, notFound?: S3ErrorCode, keyMarker?: string): Promise<Response> {
   if (res.status !== 200) return relayError(res, upstreamBucket, notFound);
   const bytes = await readUpstreamCapped(res, MAX_RESULT_BODY);
   if (bytes === undefined) throw s3Fail(s3Error("InternalError", "The upstream listing is too large."));
@@ -189,7 +189,9 @@ async function relayListing(ctx: RequestContext, res: Response, upstreamBucket: 
   // (as the other listings: Cache-Control private to a signed caller, never kept by a shared cache;
   // a ListParts' bare part ETags quoted, as the object listings')
   // (and a truncated page's resume markers, S3's, where the store left them out: list.ts)
-  const named = setFirstElementText(root === "ListPartsResult" ? withNextPartNumberMarker(quoteListingEtags(text)) : withResumeMarker(text, "NextKeyMarker", "NextUploadIdMarker"), "Bucket", ctx.bucket!.name);
+  // (a key-marker asked past the common prefix it names: the client's own echoed, markerAsked)
+  const resumable = root === "ListPartsResult" ? withNextPartNumberMarker(quoteListingEtags(text)) : withResumeMarker(text, "NextKeyMarker", "NextUploadIdMarker");
+  const named = setFirstElementText(keyMarker === undefined ? resumable : echoedMarker(resumable, "KeyMarker", keyMarker), "Bucket", ctx.bucket!.name);
   return xmlResponse(ctx, controlsAsReferences(maskOwners(named, ctx.subject ?? "anonymous")));
 }
 
@@ -214,5 +216,8 @@ export async function listMultipartUploadsOp(ctx: RequestContext): Promise<Respo
     uploadIdMarker: queryValue(ctx, "upload-id-marker"),
     encodingType,
   };
-  return relayListing(ctx, await listMultipartUploads(upstream, params, callOf(ctx)), upstream.bucket, "ListMultipartUploadsResult");
+  const keyMarker = !params.uploadIdMarker ? params.keyMarker : undefined;
+  const asked = markerAsked(keyMarker, params.prefix ?? "", params.delimiter ?? "");
+  const res = await listMultipartUploads(upstream, { ...params, keyMarker: asked ?? params.keyMarker }, callOf(ctx));
+  return relayListing(ctx, res, upstream.bucket, "ListMultipartUploadsResult", undefined, asked !== keyMarker ? keyMarker : undefined);
 }
