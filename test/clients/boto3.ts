@@ -35,7 +35,8 @@ interface Transfer {
 }
 
 export type Boto3Op =
-  | { op: "list"; Bucket: string; Prefix?: string; Delimiter?: string; StartAfter?: string; EncodingType?: "url"; FetchOwner?: boolean; PageSize?: number }
+  /** A paginator (list_objects_v2 unless Method says list_objects or list_object_versions: StartAfter and FetchOwner V2's only); keys from Contents (Versions). */
+  | { op: "list"; Method?: "list_objects_v2" | "list_objects" | "list_object_versions"; Bucket: string; Prefix?: string; Delimiter?: string; StartAfter?: string; EncodingType?: "url"; FetchOwner?: boolean; PageSize?: number }
   | ({ op: "download_file"; Bucket: string; Key: string; Filename: string } & Transfer)
   | ({ op: "upload_file"; Bucket: string; Key: string; Filename: string; ExtraArgs?: Record<string, unknown> } & Transfer)
   | { op: "put_object"; Bucket: string; Key: string; BodyBase64?: string; BodyText?: string; Params?: Record<string, unknown> }

@@ -64,10 +64,14 @@ def op_list(s3, o):
         if k in o:
             params[k] = o[k]
     pag = {"PageSize": o["PageSize"]} if "PageSize" in o else {}
+    method = o.get("Method", "list_objects_v2")
+    if method != "list_objects_v2":
+        params.pop("StartAfter", None)
+        params.pop("FetchOwner", None)
     pages, keys, prefixes = 0, [], []
-    for page in s3.get_paginator("list_objects_v2").paginate(**params, PaginationConfig=pag):
+    for page in s3.get_paginator(method).paginate(**params, PaginationConfig=pag):
         pages += 1
-        keys += [{"Key": x["Key"], "Size": x["Size"], "ETag": x.get("ETag")} for x in page.get("Contents", [])]
+        keys += [{"Key": x["Key"], "Size": x["Size"], "ETag": x.get("ETag")} for x in page.get("Contents", page.get("Versions", []))]
         prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
     return {"pages": pages, "keys": keys, "prefixes": prefixes}
 

@@ -12,7 +12,9 @@ import { startUploadEnv, WRITER, type UploadEnv } from "../e2e/s3-front-upload-h
 import { awsCli } from "./aws.ts";
 import { boto3Client } from "./boto3.ts";
 import { join } from "node:path";
+import { rcloneClient } from "./rclone.ts";
 import { clientTest, tempDir } from "./run.ts";
+import { s3cmdClient } from "./s3cmd.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -148,6 +150,57 @@ clientTest("aws")(
       stderr: "An error occurred (InvalidBucketAclWithObjectOwnership) when calling the CreateBucket operation (reached max retries: 0): Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
     });
     expect(env.upstreamCalls()).toEqual([]);
+  },
+  T,
+);
+
+/** 147 keys (294 were checked once: ~30 s of real-client runs here) in nested folders with spaces, Latin-1, non-BMP, "+" and "%" in their names (under paging/). */
+const PAGING_FOLDERS = ["", "a b/", "a b/c/", "é ü/", "😀 x/", "+%/", "z/deep/er/"];
+const PAGING_NAMES = ["f 1.txt", "ü+ß", "😀.bin", "100% sure", "a+b", "plain"];
+const PAGING_KEYS = Array.from({ length: 147 }, (_, i) => `paging/${PAGING_FOLDERS[i % PAGING_FOLDERS.length]}${PAGING_NAMES[i % PAGING_NAMES.length]}-${i}`);
+
+clientTest("aws", "python3", "boto3", "rclone", "s3cmd")(
+  "real clients paging with tiny pages through 147 keys in nested folders (spaces, é, 😀, +, %): aws s3 ls --page-size 7, s3api list-objects (V1) and list-object-versions, rclone lsf (V2 and V1), boto3 paginators with a delimiter (V1 and V2), s3cmd ls -r: each lists every key once",
+  async () => {
+    for (let i = 0; i < PAGING_KEYS.length; i += 25) await Promise.all(PAGING_KEYS.slice(i, i + 25).map((k) => env.s3.put("up", k, "x")));
+    // the fixture's own full listing, straight from it
+    const [own] = await boto3Client({ endpoint: env.s3.endpoint, credentials: env.s3.adminCredentials }).run([{ op: "list", Bucket: "up", Prefix: "paging/" }]);
+    const all = (own as { value: { keys: Array<{ Key: string }> } }).value.keys.map((k) => k.Key);
+    expect(all.toSorted()).toEqual(PAGING_KEYS.toSorted());
+    // the delimited listing of paging/: its keys and folders
+    const top = { keys: all.filter((k) => !k.slice(7).includes("/")), prefixes: [...new Set(all.filter((k) => k.slice(7).includes("/")).map((k) => k.slice(0, k.indexOf("/", 7) + 1)))] };
+    using aws = awsCli({ endpoint: env.endpoint, credentials: WRITER });
+    using rclone = rcloneClient({ endpoint: env.endpoint, credentials: WRITER });
+    using s3cmd = s3cmdClient({ endpoint: env.endpoint, credentials: WRITER });
+    const b = boto3Client({ endpoint: env.endpoint, credentials: WRITER });
+    const [ls, v1, versions, lsf, lsf1, s3cmdLs, paged] = await Promise.all([
+      aws.s3("ls", "s3://up/paging/", "--recursive", "--page-size", "7"),
+      aws.s3api("list-objects", "--bucket", "up", "--prefix", "paging/", "--page-size", "7"),
+      aws.s3api("list-object-versions", "--bucket", "up", "--prefix", "paging/", "--page-size", "3"),
+      rclone.run("lsf", "-R", "--files-only", "--s3-list-chunk", "5", rclone.remote("up/paging")),
+      rclone.run("lsf", "-R", "--files-only", "--s3-list-chunk", "5", "--s3-list-version", "1", rclone.remote("up/paging")),
+      s3cmd.run("ls", "-r", "s3://up/paging/"),
+      b.run([
+        { op: "list", Method: "list_objects", Bucket: "up", Prefix: "paging/", Delimiter: "/", PageSize: 2 },
+        { op: "list", Bucket: "up", Prefix: "paging/", Delimiter: "/", PageSize: 2 },
+        { op: "list", Method: "list_objects", Bucket: "up", Prefix: "paging/", PageSize: 9 },
+      ]),
+    ]);
+    const listed = (r: { code: number; stderr: string; stdout: string }, keys: (out: string) => string[]) => (r.code === 0 ? keys(r.stdout) : [`exit ${r.code}: ${r.stderr.slice(0, 500)}`]);
+    const lines = (out: string) => out.split("\n").filter((l) => l !== "");
+    const got = {
+      "aws s3 ls": listed(ls, (o) => lines(o).map((l) => l.replace(/^\S+ \S+\s+\d+ /, ""))),
+      "aws s3api list-objects": listed(v1, (o) => (JSON.parse(o) as { Contents: Array<{ Key: string }> }).Contents.map((c) => c.Key)),
+      "aws s3api list-object-versions": listed(versions, (o) => (JSON.parse(o) as { Versions: Array<{ Key: string }> }).Versions.map((c) => c.Key)),
+      "rclone lsf": listed(lsf, (o) => lines(o).map((l) => `paging/${l}`)),
+      "rclone lsf v1": listed(lsf1, (o) => lines(o).map((l) => `paging/${l}`)),
+      "s3cmd ls -r": listed(s3cmdLs, (o) => lines(o).map((l) => l.replace(/^.*?s3:\/\/up\//, ""))),
+      "boto3 list_objects": paged[2]!.ok ? (paged[2]!.value as { keys: Array<{ Key: string }> }).keys.map((k) => k.Key) : [JSON.stringify(paged[2]!.error)],
+    };
+    // (each exactly once: sorted, so a repeat shows as a second copy)
+    expect(Object.fromEntries(Object.entries(got).map(([k, v]) => [k, v.toSorted()]))).toEqual(Object.fromEntries(Object.keys(got).map((k) => [k, all.toSorted()])));
+    const delimited = paged.slice(0, 2).map((r) => (r.ok ? { keys: (r.value as { keys: Array<{ Key: string }> }).keys.map((k) => k.Key).toSorted(), prefixes: (r.value as { prefixes: string[] }).prefixes.toSorted() } : r.error));
+    expect(delimited).toEqual([0, 1].map(() => ({ keys: top.keys.toSorted(), prefixes: top.prefixes.toSorted() })));
   },
   T,
 );
