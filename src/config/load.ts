@@ -575,13 +575,29 @@ function schemasAt(path: readonly PathSegment[], mappings = false): unknown[] {
 }
 
 /**
+ * One credential's names: a bucket's `s3` says access_key/secret_key/session_token, the S3 front's
+ * credentials access_key_id/secret_access_key, and ~/.aws/credentials (and the SDKs) the aws_ ones.
+ * Each is too far from the others for a typo (`access_key_id` in a bucket's s3 got a bare "unknown key").
+ */
+const CREDENTIAL_NAMES: ReadonlyArray<readonly string[]> = [
+  ["access_key", "access_key_id", "aws_access_key_id"],
+  ["secret_key", "secret_access_key", "aws_secret_access_key"],
+  ["session_token", "aws_session_token"],
+];
+
+/**
  * The known key an unknown one is most likely a typo of (case, `-` for `_`, or at most two letters
- * added, dropped, changed or swapped), or undefined.
+ * added, dropped, changed or swapped; or another name of the same credential, CREDENTIAL_NAMES), or undefined.
  */
 export function likelyKey(key: string, known: readonly string[]): string | undefined {
   if (key.length > 64) return undefined;
   const norm = (k: string) => k.toLowerCase().replace(/-/g, "_");
   const a = norm(key);
+  // (camelCase as the SDKs write it: accessKeyId)
+  const snake = norm(key.replace(/([a-z0-9])(?=[A-Z])/g, "$1_"));
+  const names = CREDENTIAL_NAMES.find((n) => n.includes(snake));
+  const named = names && known.find((k) => k !== key && names.includes(k));
+  if (named !== undefined) return named;
   let best: string | undefined;
   let bestD = a.length <= 3 ? 1 : 2;
   for (const k of known) {

@@ -857,6 +857,24 @@ describe("parseConfig", () => {
     expect(typo(`server:\n  rate_limit:\n    per_ip: { requests_per_secnd: 5 }\n${B}`)).toEqual(["3 server.rate_limit.per_ip.requests_per_secnd: unknown key 'requests_per_secnd' (did you mean 'requests_per_second'?)"]);
     expect(typo(B.replace("path_prefix", "path_prefx"))).toEqual(["3 buckets[0].path_prefx: unknown key 'path_prefx' (did you mean 'path_prefix'?)"]);
     expect(typo(B.replace("{ bucket:", "{ buckt:"))).toEqual(["4 buckets[0].s3.buckt: unknown key 'buckt' (did you mean 'bucket'?)"]);
+    // AWS's names of a credential, and the other front's: a bucket's s3 takes access_key/secret_key,
+    // the S3 front's credentials access_key_id/secret_access_key (each was a bare "unknown key",
+    // and in the S3 front's credentials also both keys "required": four problems for two lines)
+    expect(typo(B.replace("{ bucket:", "{ access_key_id: AKIA1, secret_access_key: s, bucket:"))).toEqual([
+      "4 buckets[0].s3.access_key_id: unknown key 'access_key_id' (did you mean 'access_key'?)",
+      "4 buckets[0].s3.secret_access_key: unknown key 'secret_access_key' (did you mean 'secret_key'?)",
+    ]);
+    expect(typo(B.replace("{ bucket:", "{ AWS_ACCESS_KEY_ID: AKIA1, aws_secret_access_key: s, aws_session_token: t, bucket:")).map((l) => l.slice(l.indexOf("(")))).toEqual([
+      "(did you mean 'access_key'?)",
+      "(did you mean 'secret_key'?)",
+      "(did you mean 'session_token'?)",
+    ]);
+    const front = (keys: string) => `s3_api:\n  enabled: true\n  port: 0\n  credentials:\n    - { ${keys}, identity: app, buckets: { b: [read] } }\n${B}`;
+    expect(typo(front("aws_access_key_id: AKIATESTTESTTEST, aws_secret_access_key: secretsecretsecret1234"))).toEqual([
+      "5 s3_api.credentials[0].aws_access_key_id: unknown key 'aws_access_key_id' (did you mean 'access_key_id'?)",
+      "5 s3_api.credentials[0].aws_secret_access_key: unknown key 'aws_secret_access_key' (did you mean 'secret_access_key'?)",
+    ]);
+    expect(typo(front("access_key: AKIATESTTESTTEST, secret_key: secretsecretsecret1234")).map((l) => l.slice(l.indexOf("(")))).toEqual(["(did you mean 'access_key_id'?)", "(did you mean 'secret_access_key'?)"]);
     // (a required key missing beside an unknown key that is no typo of it is still said)
     expect(typo(B.replace("path_prefix: /b", "zzzzzzzz: /b"))).toEqual(["2 buckets[0].path_prefix: required (the URL prefix it serves, such as /products)", "3 buckets[0].zzzzzzzz: unknown key 'zzzzzzzz'"]);
   });
