@@ -128,10 +128,20 @@ type Issue = { path: PathSegment[]; message: string };
 /** The parts of the whole config the cross-field rules read. */
 interface Whole {
   s3_api?: S3ApiConfig;
-  buckets: ReadonlyArray<{ name: string }>;
+  buckets: ReadonlyArray<{ name: string; s3: { bucket: string } }>;
   jwt?: { enabled: boolean };
   server: { address: string; port?: number; workers: number | "auto" };
   metrics: { enabled: boolean; address: string; port: number };
+}
+
+/**
+ * A grant naming no bucket: the S3 bucket's own name (its `s3.bucket`, what the store's console
+ * shows) is the likely slip, and read "no bucket is named 'my-bucket'" though the config holds it.
+ */
+function unknownGrant(b: string, buckets: Whole["buckets"]): string {
+  const i = buckets.findIndex((x) => x.s3.bucket === b);
+  if (i < 0) return `no bucket is named '${b}' (a grant names a bucket's \`name\`)`;
+  return `no bucket is named '${b}': that is buckets[${i}].s3.bucket, the store's name; a grant names the bucket's \`name\`, '${buckets[i]!.name}', as S3 clients do (s3://${buckets[i]!.name}/...)`;
 }
 
 /** Cross-field rules of s3_api. `host`/`port`: the main listener's, once resolved. */
@@ -160,7 +170,7 @@ export function validateS3Api(cfg: Whole, main: { host: string; port: number }, 
     const claimBytes = c.claims === undefined ? 0 : Buffer.byteLength(JSON.stringify(c.claims));
     if (claimBytes > MAX_CREDENTIAL_CLAIMS_BYTES) issues.push({ path: at("credentials", i, "claims"), message: `must be at most ${MAX_CREDENTIAL_CLAIMS_BYTES} bytes as JSON (YAML aliases expanded), got ${claimBytes}` });
     for (const b of Object.keys(c.buckets)) {
-      if (!names.has(b)) issues.push({ path: at("credentials", i, "buckets", b), message: `no bucket is named '${b}' (a grant names a bucket's \`name\`)` });
+      if (!names.has(b)) issues.push({ path: at("credentials", i, "buckets", b), message: unknownGrant(b, cfg.buckets) });
       else if (!S3_FRONT_BUCKET_NAME.test(b)) issues.push({ path: at("credentials", i, "buckets", b), message: "S3 clients cannot address this bucket name: use letters, digits, '.', '-' and '_' only" });
     }
   });

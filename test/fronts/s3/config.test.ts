@@ -109,6 +109,10 @@ s3_api:
     const claimed = (claims: string) => `${bomb}\n${BUCKETS}s3_api:\n  credentials:\n    - { access_key_id: AKIDONE, secret_access_key: "${SECRET}", identity: one, claims: ${claims}, buckets: { products: [read] } }\n`;
     expect(paths(claimed("{ groups: *e }"))).toEqual(["s3_api.credentials[0].claims: must be at most 65536 bytes as JSON (YAML aliases expanded), got 1195752"]);
     expect(parseConfig(claimed("{ groups: *c }"), { env: {} }).s3_api!.credentials[0]!.claims!.groups).toHaveLength(9); // (16 KB: taken)
+    // a grant naming the store's bucket (s3.bucket, what its console shows) read only "no bucket is named 'bkt'"
+    expect(paths(`${BUCKETS}s3_api:\n  credentials:\n    - { access_key_id: AKIDONE, secret_access_key: "${SECRET}", identity: one, buckets: { bkt: [read] } }\n`)).toEqual([
+      "s3_api.credentials[0].buckets.bkt: no bucket is named 'bkt': that is buckets[0].s3.bucket, the store's name; a grant names the bucket's `name`, 'products', as S3 clients do (s3://products/...)",
+    ]);
     expect(paths(`${BUCKETS}metrics: { enabled: true, port: 9091 }\ns3_api: { port: 9091 }\n`)).toEqual(["s3_api.port: the S3 API must not use the metrics listener's port"]);
     expect(paths(`${BUCKETS}${JWT}s3_api: { sts: { enabled: true } }\n`)).toEqual([
       "s3_api.sts.session_key: required when sts is enabled (at least 32 bytes, the same on every replica)",
