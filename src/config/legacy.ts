@@ -276,6 +276,18 @@ function adoptOriginalCacheKeys(raw: unknown): Adopted {
       }
     }
   }
+  // `layers` (the original's test configs' key, never read) listing a layer whose section is
+  // written as here, without the original's `enabled: true`: the layers meant, under the other
+  // name. It read "cache.disk is set but cache_layers does not list disk: add it there", though the
+  // file listed it. Refused at `layers` as the key to rename, and checked as if renamed.
+  const named = c.layers;
+  const unlisted = listed === undefined && Array.isArray(named) ? (["disk", "redis"] as const).filter((l) => named.includes(l) && l in c && !turnedOn.includes(l)) : [];
+  if (unlisted.length > 0) {
+    issues.push({ path: ["cache", "layers"], message: `rename it cache_layers: the layers are listed there (\`layers\`, a key of the original's test configs, was never read, by the original either), and cache.${unlisted.join(" and cache.")} ${unlisted.length > 1 ? "are" : "is"} set for layers it lists` });
+    c.cache_layers = named;
+    delete c.layers;
+    renamed.push({ to: ["cache", "cache_layers"], from: ["cache", "layers"] });
+  }
   // Keys in the original's own test configs (config.streaming.yaml, config.multi-instance.yaml,
   // config.redis-ttl-test.yaml, config.memory-pressure.yaml, config.loadtest-tiered.yaml,
   // config/loadtest/config.loadtest-diskcache.yaml, config/benchmark/*.yaml) that its code never read: it ignored them, so a config with them

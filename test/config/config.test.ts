@@ -597,6 +597,19 @@ describe("parseConfig", () => {
     expect(c.cache.memory).toMatchObject({ max_cache_size_mb: 1024, max_item_size_mb: 10 });
     // config/benchmark/config.benchmark-minio.yaml: `layers: []` ("cache disabled")
     expect(parseConfig(`cache:\n  layers: []\n${B}`, { env: {} }).cache.cache_layers).toEqual(["memory"]);
+    // `layers` listing sections written as here (no original `enabled: true`): the layers meant,
+    // under the other name. It read "cache.disk is set but cache_layers does not list disk: add it
+    // there" and the same of redis, though the file listed both; one problem, at `layers`'s line.
+    const ours = `cache:\n  layers: [memory, disk, redis]\n  disk: { path: /tmp/d }\n  redis: { url: "redis://127.0.0.1:6379" }\n${B}`;
+    expect(issues(ours).map((i) => `${i.line} ${i.path}: ${i.message}`)).toEqual([
+      "2 cache.layers: rename it cache_layers: the layers are listed there (`layers`, a key of the original's test configs, was never read, by the original either), and cache.disk and cache.redis are set for layers it lists",
+    ]);
+    // (checked as if renamed: a problem with the list is at its line too)
+    expect(issues(ours.replace("[memory, disk, redis]", "[disk, memory]")).map((i) => `${i.line} ${i.path}: ${i.message}`)).toEqual([
+      "2 cache.layers: rename it cache_layers: the layers are listed there (`layers`, a key of the original's test configs, was never read, by the original either), and cache.disk is set for layers it lists",
+      "2 cache.layers: list the layers fastest first: memory, disk, redis",
+      "4 cache.redis: cache.redis is set but cache_layers does not list redis: add it there or remove this section",
+    ]);
   });
 
   test("jwt.token_sources: [] loads with JWT off (the original's own e2e configs); with JWT on it is refused, saying what to write", () => {
