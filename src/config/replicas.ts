@@ -71,6 +71,25 @@ export function endpointQueryProblem(endpoint: string | undefined): string | und
   return "must not have a query or a fragment: they would be dropped (give the scheme, host, port and, for a path-based store, its path)";
 }
 
+/**
+ * An AWS endpoint that is the bucket's own URL (virtual-hosted, `my-bucket.s3.us-east-1.amazonaws.com`,
+ * as the console shows an object's URL), or undefined. It loaded, and every key was read under
+ * `my-bucket/` (path-style: each GET a 404 NoSuchKey; virtual-hosted, the bucket named twice).
+ */
+export function bucketUrlProblem(endpoint: string | undefined, bucket: string): string | undefined {
+  if (endpoint === undefined || !/amazonaws\.com/i.test(endpoint)) return undefined;
+  let host: string;
+  try {
+    host = new URL(endpoint).hostname.toLowerCase().replace(/\.$/, "");
+  } catch {
+    return undefined;
+  }
+  const named = `${bucket.toLowerCase()}.`;
+  const store = host.slice(named.length);
+  if (!host.startsWith(named) || !/^s3[.-]/.test(store) || !/\.amazonaws\.com(\.cn)?$/.test(store)) return undefined;
+  return `is the bucket's own URL (its host names the bucket ${bucket}, so every key would be read under ${bucket}/): write the store's, https://${store}, or leave endpoint out for AWS`;
+}
+
 /** What is wrong with an S3 bucket name, with the rule BUCKET_NAME checks (the name is no secret, but is not echoed), or undefined. */
 export function bucketNameProblem(name: string): string | undefined {
   if (BUCKET_NAME.test(name)) return undefined;
@@ -165,7 +184,7 @@ export function resolveS3<T extends S3Fields>(s3: T, ctx: Ctx): ResolvedS3<T> {
     }
     if (r.endpoint !== undefined) {
       if (!/^https?:\/\//i.test(r.endpoint)) bad(at("endpoint"), `must be an http:// or https:// URL${schemeless(r.endpoint) ? `: ${NO_SCHEME}` : ""}`);
-      const p = userinfoProblem(r.endpoint, "S3 credentials go in access_key and secret_key") ?? endpointQueryProblem(r.endpoint) ?? emptyLabelHostProblem(r.endpoint);
+      const p = userinfoProblem(r.endpoint, "S3 credentials go in access_key and secret_key") ?? endpointQueryProblem(r.endpoint) ?? emptyLabelHostProblem(r.endpoint) ?? bucketUrlProblem(r.endpoint, r.bucket);
       if (p) bad(at("endpoint"), p);
     }
     // (checked here, each replica at its own place: the bucket's checks see only the primary's)

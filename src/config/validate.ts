@@ -13,7 +13,7 @@ import type { Config } from "./load.ts";
 import type { PathSegment } from "./path.ts";
 import { cacheLayerIssues, type Algorithm, type ClaimRule, type RawConfig } from "./schema.ts";
 import { rateLimitIssues } from "./rate-limit.ts";
-import { bucketNameProblem, endpointQueryProblem, headerCredentialProblem, regionProblem } from "./replicas.ts";
+import { bucketNameProblem, bucketUrlProblem, endpointQueryProblem, headerCredentialProblem, regionProblem } from "./replicas.ts";
 import { bindsClash, emptyLabelHostProblem, NO_SCHEME, schemeless, userinfoProblem } from "./url.ts";
 import { validateS3Api } from "./s3-api.ts";
 import { bucketWriteIssues } from "./writes.ts";
@@ -672,7 +672,7 @@ function validateBucket(b: RawConfig["buckets"][number], i: number, names: Map<s
   else if (b.name === "." || b.name === "..") issues.push({ path: at("name"), message: "must not be '.' or '..' (a dot segment: the admin API's purge path and the S3 front can never name it)" });
   const regionIssue = regionProblem(b.s3.region);
   if (regionIssue) issues.push({ path: at("s3", "region"), message: regionIssue });
-  const endpointIssue = endpointQueryProblem(b.s3.endpoint);
+  const endpointIssue = endpointQueryProblem(b.s3.endpoint) ?? bucketUrlProblem(b.s3.endpoint, b.s3.bucket);
   if (endpointIssue) issues.push({ path: at("s3", "endpoint"), message: endpointIssue });
 
   const unseenInPrefix = unseenCharacterProblem(b.path_prefix);

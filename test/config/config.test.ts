@@ -1797,6 +1797,23 @@ test("each replica's region and endpoint query are checked as a single endpoint'
   expect(() => parseConfig(two(ok, `region: auto, endpoint: "https://acct.r2.cloudflarestorage.com"`), { env: {} })).not.toThrow();
 });
 
+// The object URL AWS's console shows, its host naming the bucket, pasted as the endpoint loaded: every
+// key was then read under my-bucket/ (path-style), each GET a 404.
+test("an AWS endpoint that is the bucket's own URL (my-bucket.s3.<region>.amazonaws.com) is refused, naming the store's URL to write; a replica's too", () => {
+  const said = (s3: string) => issues(`buckets:\n  - name: b\n    path_prefix: /b\n    s3: { ${s3} }\n`).map((i) => `${i.line} ${i.path}: ${i.message}`);
+  expect(said(`bucket: my.bkt, region: eu-west-1, endpoint: "https://my.bkt.s3.eu-west-1.amazonaws.com/"`)).toEqual([
+    "4 buckets[0].s3.endpoint: is the bucket's own URL (its host names the bucket my.bkt, so every key would be read under my.bkt/): write the store's, https://s3.eu-west-1.amazonaws.com, or leave endpoint out for AWS",
+  ]);
+  expect(said(`bucket: bkt, region: cn-north-1, endpoint: "https://BKT.s3.cn-north-1.amazonaws.com.cn"`)[0]).toEndWith("write the store's, https://s3.cn-north-1.amazonaws.com.cn, or leave endpoint out for AWS");
+  const replica = `replicas:\n        - { name: p, bucket: bkt, region: us-east-1 }\n        - { name: s, bucket: bkt2, region: us-west-2, endpoint: "https://bkt2.s3-us-west-2.amazonaws.com" }`;
+  expect(issues(`buckets:\n  - name: b\n    path_prefix: /b\n    s3:\n      ${replica}\n`).map((i) => `${i.path}: ${i.message}`)).toEqual([
+    "buckets[0].s3.replicas[1].endpoint: is the bucket's own URL (its host names the bucket bkt2, so every key would be read under bkt2/): write the store's, https://s3-us-west-2.amazonaws.com, or leave endpoint out for AWS",
+  ]);
+  // (the store's own URL, another bucket's host, a compose service named as the bucket, R2's account host: taken)
+  for (const ok of [`bucket: bkt, endpoint: "https://s3.us-east-1.amazonaws.com"`, `bucket: bkt, endpoint: "https://other.s3.amazonaws.com"`, `bucket: minio, endpoint: "http://minio:9000"`, `bucket: acct, region: auto, endpoint: "https://acct.r2.cloudflarestorage.com"`])
+    expect(() => parseConfig(`buckets:\n  - name: b\n    path_prefix: /b\n    s3: { ${ok} }\n`, { env: {} })).not.toThrow();
+});
+
 // A bound with its own message said what was allowed only ("must be at most 2147483 seconds ..."),
 // and a check across keys named the other key without either value: which value was refused?
 test("every bound names the value given (a number; a string's length, never the string), at the key's line, including the checks across keys", () => {
