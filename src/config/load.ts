@@ -641,6 +641,10 @@ function placesOf(key: string, path: readonly PathSegment[]): string[] | undefin
   // up: the mapping that holds this one (past the list it is an entry of)
   const up = typeof path.at(-1) === "number" ? path.slice(0, -2) : path.slice(0, -1);
   if (path.length > 0) look(up, formatPath(up));
+  // the top-level cache section and a bucket's share a name, not their keys (a bucket's ttl_seconds
+  // under the top-level cache: read a bare "unknown key 'ttl_seconds'")
+  if (path.length === 1 && path[0] === "cache") look(["buckets", 0, "cache"], "buckets[].cache");
+  else if (path.length === 3 && path[0] === "buckets" && path[2] === "cache") look(["cache"], "cache");
   return found.size > 0 && found.size <= 3 ? [...found] : undefined;
 }
 

@@ -901,6 +901,9 @@ describe("parseConfig", () => {
     expect(got(`${bucket}    claims: []\n    s3: { bucket: bkt }\n`, "buckets[0].claims")).toBe("unknown key 'claims' (a key of another section: buckets[0].auth.claims)");
     expect(got(`${bucket}    s3: { bucket: bkt, cache: { enabled: true } }\n`, "buckets[0].s3.cache")).toBe("unknown key 'cache' (a key of another section: buckets[0].cache)");
     expect(got(`port: 8080\n${B}`, "port")).toBe("unknown key 'port' (a key of another section: server.port, metrics.port or s3_api.port)");
+    // the top-level cache section and a bucket's share a name: a key of one in the other said a bare "unknown key"
+    expect(got(`cache:\n  ttl_seconds: 600\n${B}`, "cache.ttl_seconds")).toBe("unknown key 'ttl_seconds' (a key of another section: buckets[].cache.ttl_seconds)");
+    expect(got(`${bucket}    s3: { bucket: bkt }\n    cache: { enabled: true, cache_layers: [memory] }\n`, "buckets[0].cache.cache_layers")).toBe("unknown key 'cache_layers' (a key of another section: cache.cache_layers)");
     // a typo still gets its guess, and a key known nowhere near gets nothing
     expect(got(`${bucket}    s3: { bucket: bkt, regoin: us-east-1 }\n`, "buckets[0].s3.regoin")).toBe("unknown key 'regoin' (did you mean 'region'?)");
     expect(got(`server:\n  zzzzzzzz: 1\n${B}`, "server.zzzzzzzz")).toBe("unknown key 'zzzzzzzz'");
