@@ -21,6 +21,7 @@ import { z } from "zod";
 import type { PathSegment } from "./path.ts";
 import { StsCorsSchema } from "./cors.ts";
 import { bindsClash, listenerUrl, urlKey } from "./url.ts";
+import { regionProblem } from "./replicas.ts";
 
 const nonEmpty = z.string().min(1, "must not be empty");
 
@@ -88,7 +89,11 @@ export const S3ApiSchema = z.strictObject({
   enabled: z.boolean().default(true),
   address: nonEmpty.default("0.0.0.0"),
   port: z.number().int().min(0).max(65535).default(9000),
-  region: z.string().regex(/^[a-z0-9-]{1,64}$/, "must be a region name such as us-east-1").default("us-east-1"),
+  // (named with the value, as a bucket's s3.region is: it said "must be a region name such as us-east-1" alone)
+  region: z
+    .string()
+    .regex(/^[a-z0-9-]{1,64}$/, { error: (i) => (typeof i.input === "string" ? regionProblem(i.input) : undefined) ?? `must be a region name such as us-east-1 (1 to 64 of a-z, 0-9 and '-')${typeof i.input === "string" ? `, got ${i.input.length} characters` : ""}` })
+    .default("us-east-1"),
   domain: z.string().transform((d) => d.toLowerCase()).pipe(z.string().regex(HOSTNAME, "must be a DNS name such as s3.example.com (no scheme, port or path)")).optional(),
   max_clock_skew_seconds: z.number().int().min(1).max(3600).default(900),
   /**
