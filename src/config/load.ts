@@ -459,6 +459,13 @@ function wantsNumberOrBoolean(issue: z.core.$ZodIssue): boolean {
 }
 
 /**
+ * What an unknown key that other tools' Redis settings use means here: the connection is one URL
+ * (`cache.redis: { host, port, password }` read a bare "unknown key 'host'" for each).
+ */
+const REDIS_URL_PARTS = new Set(["host", "hostname", "port", "password", "username", "user", "db", "database", "tls", "ssl"]);
+const REDIS_URL_HINT = " (the connection is one URL, url: redis://host:6379/0, rediss:// for TLS, its password and database in it, redis://:PASSWORD@host:6379/2, or beside it as redis_password and redis_db)";
+
+/**
  * What to write for a section left out that the config cannot do without: the original README's
  * fragments (a `buckets` entry with only `auth`, a config of `server:` and `jwt:` alone) were
  * told a bare "required".
@@ -775,7 +782,8 @@ export function parseConfigUnfrozen(text: string, opts: ParseOptions = {}): Conf
           const glued = gluedKeyName(k);
           const where = glued !== undefined && keysAt(path).includes(glued)
             ? ` (a ':' with no space after it: inside { } YAML reads \`${glued}:value\` as one key; write \`${glued}: value\`)`
-            : places ? ` (a key of another section: ${places.length > 1 ? `${places.slice(0, -1).join(", ")} or ${places.at(-1)}` : places[0]})` : "";
+            : places ? ` (a key of another section: ${places.length > 1 ? `${places.slice(0, -1).join(", ")} or ${places.at(-1)}` : places[0]})`
+            : formatPath(path) === "cache.redis" && REDIS_URL_PARTS.has(k.toLowerCase()) ? REDIS_URL_HINT : "";
           if (like !== undefined) meant.add(formatPath([...path, like]));
           if (!hinted.has(formatPath([...path, k]))) found.push({ path: [...path, k], message: k === "" ? "an empty key (written '', ~ or null): remove it" : k === "..." || k === "\u2026" ? PLACEHOLDER_KEY : `unknown key '${shownKey(k)}'${unseen ? ` (it ${unseen})` : like ? ` (did you mean '${like}'?)` : where}` });
         }

@@ -901,6 +901,10 @@ describe("parseConfig", () => {
     expect(got(`${bucket}    claims: []\n    s3: { bucket: bkt }\n`, "buckets[0].claims")).toBe("unknown key 'claims' (a key of another section: buckets[0].auth.claims)");
     expect(got(`${bucket}    s3: { bucket: bkt, cache: { enabled: true } }\n`, "buckets[0].s3.cache")).toBe("unknown key 'cache' (a key of another section: buckets[0].cache)");
     expect(got(`port: 8080\n${B}`, "port")).toBe("unknown key 'port' (a key of another section: server.port, metrics.port or s3_api.port)");
+    // other tools' Redis settings (host, port, password, db): each was a bare "unknown key"
+    const redis = " (the connection is one URL, url: redis://host:6379/0, rediss:// for TLS, its password and database in it, redis://:PASSWORD@host:6379/2, or beside it as redis_password and redis_db)";
+    const split = `cache:\n  cache_layers: [memory, redis]\n  redis: { host: r, port: 6379, password: p, db: 1, url: "redis://r:6379" }\n${B}`;
+    expect(["host", "port", "password", "db"].map((k) => got(split, `cache.redis.${k}`))).toEqual(["host", "port", "password", "db"].map((k) => `unknown key '${k}'${redis}`));
     // the top-level cache section and a bucket's share a name: a key of one in the other said a bare "unknown key"
     expect(got(`cache:\n  ttl_seconds: 600\n${B}`, "cache.ttl_seconds")).toBe("unknown key 'ttl_seconds' (a key of another section: buckets[].cache.ttl_seconds)");
     expect(got(`${bucket}    s3: { bucket: bkt }\n    cache: { enabled: true, cache_layers: [memory] }\n`, "buckets[0].cache.cache_layers")).toBe("unknown key 'cache_layers' (a key of another section: cache.cache_layers)");
