@@ -57,7 +57,7 @@ test("every X-Cache value the cache can answer is in the README's X-Cache line a
   expect(values.filter((v) => !cacheField![1]!.includes(`\`${v}\``))).toEqual([]);
 });
 
-test("every metric family the proxy registers is in the README's metrics table, with its type and labels", () => {
+test("every metric family the proxy registers is in the README's metrics table, with its type and labels, and no other", () => {
   // Every family registered anywhere in src/ (cache layers, audit, tracing, readiness too), with its type.
   const types = new Map<string, string>();
   const walk = (d: string) => {
@@ -75,6 +75,8 @@ test("every metric family the proxy registers is in the README's metrics table, 
     if (r) rows.set(r[1], [r[2], r[3].trim().replace(/`/g, "")]);
   }
   expect([...types.keys()].filter((n) => !rows.has(n)).sort()).toEqual([]);
+  // ...and every row names a family the proxy registers (a renamed or removed one leaves no row behind).
+  expect([...rows.keys()].filter((n) => !types.has(n)).sort()).toEqual([]);
   for (const [n, t] of types) expect([n, rows.get(n)?.[0]]).toEqual([n, t]);
   // The labels of those the Metrics class registers, as /metrics shows them.
   for (const f of new Metrics({ version: "test", buckets: ["b"] }).snapshot()) expect([f.name, rows.get(f.name)?.[1]]).toEqual([f.name, f.labelNames.join(", ")]);
