@@ -1,7 +1,7 @@
 /**
- * Two proxy processes on one config, sharing a redis-server (and, on one host, the disk folder),
- * in front of the real S3 fixture: a fill through one is a Redis HIT on the other; a purge
- * through one reaches the other within a second; Redis killed under load costs no request, shows
+ * Two proxy processes on one config but for their disk folders, sharing a redis-server, in front
+ * of the real S3 fixture: a fill through one is a Redis HIT on the other; a purge through one
+ * reaches the other within a second; Redis killed under load costs no request, shows
  * in /ready as degraded (still 200) and in the metrics, and the layer comes back by itself.
  * (The 3-replica haproxy cluster test builds on the same parts.)
  */
@@ -62,12 +62,15 @@ cache:
   enabled: true
   cache_layers: [memory, disk, redis]
   memory: { max_item_size_mb: 1, max_cache_size_mb: 16, default_ttl_seconds: 600 }
-  disk: { path: "${dir}", max_disk_size_mb: 64, max_item_size_mb: 16 }
+  disk: { path: "\${DISK_DIR}", max_disk_size_mb: 64, max_item_size_mb: 16 }
   redis: { url: "\${REDIS_URL}", key_prefix: "e2e:", connect_timeout_ms: 5000, operation_timeout_ms: 5000 }
 buckets:
 ${bucketYaml({ name: "c", prefix: "/c", bucket: "data", endpoint: s3.endpoint, key: CREDS.accessKeyId, secret: CREDS.secretAccessKey, extra: "    cache: { enabled: true }\n" })}`;
-  const env = { REDIS_URL: redis.url, YATAGARASU_PROBE_INTERVAL_MS: "100" };
-  [a, b] = await Promise.all([startProxy(config, { env }), startProxy(config, { env })]);
+  // Each its own disk folder: both listen on port 0, so on one folder they were one instance
+  // ("instance-0") to each other, each taking the other's lock and indexing, evicting and deleting
+  // the other's files (the README: instances on one folder need distinct ports).
+  const env = (name: string) => ({ REDIS_URL: redis.url, DISK_DIR: join(dir, name), YATAGARASU_PROBE_INTERVAL_MS: "100" });
+  [a, b] = await Promise.all([startProxy(config, { env: env("a") }), startProxy(config, { env: env("b") })]);
   for (const px of [a, b]) await waitFor(async () => (await fetch(px.url("/ready"))).status === 200, { message: "the proxy to be ready" });
 });
 
@@ -78,6 +81,10 @@ afterAll(async () => {
 });
 
 describe("shared through Redis", () => {
+  test("the two proxies share no disk folder: neither holds or warns of the other's lock", () => {
+    for (const px of [a, b]) expect(px.logs().filter((l) => typeof l.msg === "string" && l.msg.includes("lock")).map((l) => l.msg)).toEqual([]);
+  });
+
   test("a fill through one replica is a Redis HIT on the other (X-Cache-Layer says so), then a memory HIT", async () => {
     expect(await get(a, "/c/a.txt")).toMatchObject({ status: 200, x: "MISS", body: "body of a.txt\n" });
     // A's Redis fill lands after its answer: asking B before it is in Redis would be a MISS that B
