@@ -109,7 +109,7 @@ describe("three replicas behind haproxy, one Redis", () => {
     expect(upstreamGets("shared.txt")).toBe(1);
   }, 15_000);
 
-  test("2. a purge through one replica makes the next GET a miss on every replica (within 1 s)", async () => {
+  test("2. a purge through one replica makes the next GET a miss on every replica (its published message, not a TTL)", async () => {
     const key = "purge.txt";
     await putReplicated(key, "purge me\n");
     await get(c.nodes[0]!.url(`/c/${key}`));
@@ -123,8 +123,10 @@ describe("three replicas behind haproxy, one Redis", () => {
     expect(purged.status).toBe(200);
     expect(c.nodes.map((n) => n.name)).toContain(purged.headers.get("x-haproxy-server") ?? "none");
     // Every replica's next GET misses all its layers and gets S3's answer (404 is never cached).
+    // (the purge's message takes under a millisecond; the bound, 10 s (it was 1 s), is a loaded
+    // host's pause of a process: without the message the copies stay for their TTL)
     const next = await Promise.all(
-      c.nodes.map((n) => waitFor(async () => { const a = await get(n.url(`/c/${key}`)); return a.status === 404 ? a : undefined; }, { timeoutMs: 1000, message: `${n.name} to miss after the purge` })),
+      c.nodes.map((n) => waitFor(async () => { const a = await get(n.url(`/c/${key}`)); return a.status === 404 ? a : undefined; }, { timeoutMs: 10_000, message: `${n.name} to miss after the purge` })),
     );
     for (const a of next) expect(JSON.parse(a.body)).toMatchObject({ error: "NoSuchKey" });
     expect(upstreamGets(key)).toBe(before + c.nodes.length);
