@@ -111,7 +111,7 @@ test("the real process: a file moved away (logrotate's mv) is back at its path a
   withAuditedProxy(
     async (px, path) => {
       await get(px, "first");
-      await waitFor(() => existsSync(path) && readFileSync(path, "utf8").includes('"first"'), { timeoutMs: 3000 });
+      await waitFor(() => existsSync(path) && readFileSync(path, "utf8").includes('"first"'), { timeoutMs: 10_000, message: "the first line" });
       renameSync(path, `${path}.1`);
       px.signal("SIGHUP");
       await waitFor(() => existsSync(path), { timeoutMs: 5000, message: "the audit file reopened at its path" });

@@ -90,7 +90,8 @@ test("the timer flushes without being asked; close() writes the rest", async () 
   const path = join(tempDir(), "audit.log");
   const f = make({ path, maxBytes: 1 << 20, maxFiles: 2, log: recordingLog(), flushIntervalMs: 20 });
   f.append(line(1));
-  await waitFor(() => existsSync(path) && readFileSync(path, "utf8") === line(1), { timeoutMs: 2000 });
+  // (without the timer nothing is written before close(): the bound, 10 s, is only a loaded host's pause)
+  await waitFor(() => existsSync(path) && readFileSync(path, "utf8") === line(1), { timeoutMs: 10_000, message: "the timer's flush" });
   const g = make({ path: join(tempDir(), "b.log"), maxBytes: 1 << 20, maxFiles: 2, log: recordingLog(), flushIntervalMs: 60_000 });
   g.append(line(2));
   await g.close();
@@ -153,11 +154,11 @@ test("the folder removed (rm -rf): noticed at the next timer flush, logged and c
   const path = join(dir, "audit.log");
   const f = make({ path, maxBytes: 1 << 20, maxFiles: 2, log, onError: () => errors++, flushIntervalMs: 20 });
   f.append(line(0));
-  await waitFor(() => existsSync(path) && readFileSync(path, "utf8") === line(0), { timeoutMs: 2000 });
+  await waitFor(() => existsSync(path) && readFileSync(path, "utf8") === line(0), { timeoutMs: 10_000, message: "the timer's flush" });
   await f.flush(); // the timer's flush has ended (one still running would take the next lines to the open file, as before the removal)
   rmSync(dir, { recursive: true });
   for (let i = 1; i <= 3; i++) f.append(line(i));
-  await waitFor(() => existsSync(path) && readFileSync(path, "utf8") === line(1) + line(2) + line(3), { timeoutMs: 3000, message: "the recreated file" });
+  await waitFor(() => existsSync(path) && readFileSync(path, "utf8") === line(1) + line(2) + line(3), { timeoutMs: 10_000, message: "the recreated file" });
   expect(errors).toBe(1);
   const noticed = log.lines.filter((l) => l.msg.startsWith("audit trail file was moved or deleted"));
   expect(noticed.length).toBe(1);

@@ -339,7 +339,7 @@ describe("breakers per replica", () => {
     expect(count("primary.test")).toBe(2);
     expect(sample('yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="skipped"}')).toBe(5);
     behaviour["primary.test"] = 200; // the primary recovers
-    await waitFor(() => set.replicas[0].breakerState === "half_open", { timeoutMs: 3000 });
+    await waitFor(() => set.replicas[0].breakerState === "half_open", { timeoutMs: 10_000, message: "the breaker half-open" });
     const t = timing();
     expect(await (await get(t)).text()).toBe("body from primary.test");
     expect(t.replica).toBe("primary");
@@ -352,7 +352,7 @@ describe("breakers per replica", () => {
     for (let i = 0; i < 2; i++) expect((await get()).status).toBe(500);
     expect(set.replicas.map((r) => r.breakerState)).toEqual(["open", "open"]);
     behaviour["primary.test"] = 200;
-    await waitFor(() => set.replicas[1].breakerState === "half_open", { timeoutMs: 3000 });
+    await waitFor(() => set.replicas[1].breakerState === "half_open", { timeoutMs: 10_000, message: "the breaker half-open" });
     expect(await (await get()).text()).toBe("body from primary.test");
     expect(set.replicas.map((r) => r.breakerState)).toEqual(["closed", "half_open"]);
     // still failing: its probe fails, and the breaker stays half-open (reads decide)
@@ -375,7 +375,7 @@ describe("breakers per replica", () => {
     const secondary = set.replicas[1].upstream.breaker!;
     const trip = secondary.tryAcquire();
     if (trip.ok) trip.release(false);
-    await waitFor(() => set.replicas[1].breakerState === "half_open", { timeoutMs: 3000 });
+    await waitFor(() => set.replicas[1].breakerState === "half_open", { timeoutMs: 10_000, message: "the breaker half-open" });
     // (its one trial slot taken: the read is refused there)
     expect(secondary.tryAcquire().ok).toBe(true);
     expect(await (await get()).text()).toBe("body from tertiary.test");
