@@ -207,7 +207,8 @@ describe("bucket replicas", () => {
     const failoversBefore = await metric('yatagarasu_s3_failovers_total{bucket="products",from="primary",to="secondary"}');
     const l = load(4);
     try {
-      await waitFor(() => l.answers.filter((a) => a.body === "from primary").length >= 20, { message: "load on the primary" });
+      // (20 s: four loaders' first 20 answers took over 5 s on a loaded host in a full run)
+      await waitFor(() => l.answers.filter((a) => a.body === "from primary").length >= 20, { timeoutMs: 20_000, message: () => `load on the primary (${l.answers.length} answers: ${[...new Set(l.answers.map((a) => a.body))].join(", ")})` });
 
       await primary.pause();
       const atDeath = l.answers.length;
