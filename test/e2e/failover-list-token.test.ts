@@ -371,3 +371,24 @@ clientTest("boto3")("boto3 and aws-cli: 1,024-byte keys a page each, through a p
     expect((JSON.parse(api.stdout) as { Contents: Array<{ Key: string }> }).Contents.map((c) => c.Key)).toEqual(LONG);
   });
 }, 60_000);
+
+// The token key was derived from the replicas in priority order: a reload that only reordered them
+// (the same buckets and secrets) made every listing under way fail on its next page with 400
+// InvalidArgument, though the token's replica was still there to go on from.
+test("a reload that reorders the replicas keeps the listings under way: the next page goes on with the token's replica", async () => {
+  const first = await list([["prefix", "k/"], ["max-keys", "300"]]);
+  const token = text(/<NextContinuationToken>([^<]*)</.exec(await first.text()))!;
+  const swapped = w.yaml.replace("priority: 1 }", "priority: 3 }").replace("priority: 2 }", "priority: 1 }");
+  expect(swapped).not.toBe(w.yaml);
+  try {
+    expect((await w.env.app.reload(undefined, { text: swapped, file: "reordered.yaml", baseDir: process.cwd() })).ok).toBe(true);
+    w.primary.resetLog();
+    const res = await list([["prefix", "k/"], ["max-keys", "300"], ["continuation-token", token]]);
+    const xml = await res.text();
+    expect([res.status, keysOf(xml)[0]]).toEqual([200, FLAT[300]]);
+    // (the token's replica, healthy, is asked with its own token, though no longer first)
+    expect(w.primary.requests.filter((r) => !r.admin && "list-type" in r.query).map((r) => r.query["continuation-token"] !== undefined)).toEqual([true]);
+  } finally {
+    expect((await w.env.app.reload(undefined, { text: w.yaml, file: "reordered.yaml", baseDir: process.cwd() })).ok).toBe(true);
+  }
+});

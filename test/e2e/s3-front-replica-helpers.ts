@@ -11,6 +11,8 @@ export interface ReplicatedEnv extends AsyncDisposable {
   dest: S3Fixture;
   primary: S3Fixture;
   secondary: S3Fixture;
+  /** The config the proxy runs (for a reload of a variant of it). */
+  yaml: string;
 }
 
 export async function startReplicatedSource(o: { key: { accessKeyId: string; secretAccessKey: string }; primaryBucket: string; secondaryBucket: string; bucketExtra?: string }): Promise<ReplicatedEnv> {
@@ -20,22 +22,21 @@ export async function startReplicatedSource(o: { key: { accessKeyId: string; sec
   const secondary = await startS3Fixture({ buckets: [{ name: o.secondaryBucket }], credentials: [{ ...key, buckets: [o.secondaryBucket] }] });
   const replica = (name: string, bucket: string, s3: S3Fixture, priority: number) =>
     `        - { name: ${name}, bucket: ${bucket}, region: us-east-1, endpoint: "${s3.endpoint}", access_key: "${key.accessKeyId}", secret_key: "${key.secretAccessKey}", priority: ${priority} }\n`;
-  const env = await startFrontsOn(
+  const yaml =
     uploadYaml(dest.endpoint, {
       moreBuckets: () =>
         `  - name: src\n    path_prefix: /src\n${o.bucketExtra ?? ""}    s3:\n      retry: { max_attempts: 1 }\n      replicas:\n` +
         replica("one", o.primaryBucket, primary, 1) +
         replica("two", o.secondaryBucket, secondary, 2),
       // (the writer may read and list the replicated bucket too)
-    }).replace("buckets: { up: [read, list, write, delete], ro:", "buckets: { src: [read, list], up: [read, list, write, delete], ro:"),
-    dest,
-    true,
-  );
+    }).replace("buckets: { up: [read, list, write, delete], ro:", "buckets: { src: [read, list], up: [read, list, write, delete], ro:");
+  const env = await startFrontsOn(yaml, dest, true);
   return {
     env,
     dest,
     primary,
     secondary,
+    yaml,
     async [Symbol.asyncDispose]() {
       await env[Symbol.asyncDispose]();
       await primary.stop();

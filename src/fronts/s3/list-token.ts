@@ -97,7 +97,10 @@ function keyOf(cfg: BucketConfig): Buffer {
   let key = keys.get(cfg);
   if (key === undefined) {
     const h = createHash("sha256").update("yatagarasu list token\0").update(cfg.name);
-    for (const r of cfg.s3.replicas ?? [cfg.s3]) h.update("\0").update(r.bucket ?? "").update("\0").update(r.secret_key ?? "");
+    // (the replicas by name, not in priority order: a reload that only reorders them keeps the
+    // listings under way, whose tokens name their replica; in priority order they all became 400)
+    const replicas = cfg.s3.replicas === undefined ? [cfg.s3] : cfg.s3.replicas.toSorted((a, b) => (a.name < b.name ? -1 : 1));
+    for (const r of replicas) h.update("\0").update(r.bucket ?? "").update("\0").update(r.secret_key ?? "");
     keys.set(cfg, (key = h.digest()));
   }
   return key;
