@@ -69,6 +69,9 @@ beforeAll(async () => {
   await primary.put("p-use1", "hello.txt", "from primary", { contentType: "text/plain" });
   await secondary.put("p-usw2", "hello.txt", "from secondary", { contentType: "text/plain" });
   await secondary.put("p-usw2", "only-on-secondary.txt", "replication has not reached the primary", { contentType: "text/plain" });
+  // (the secondary's copy lags: an older, shorter version)
+  await primary.put("p-use1", "resume.txt", "0123456789 the rest of the new version", { contentType: "text/plain" });
+  await secondary.put("p-usw2", "resume.txt", "old", { contentType: "text/plain" });
   const replica = (name: string, bucket: string, region: string, s3: S3Fixture, key: typeof PRIMARY_KEY, priority: number) =>
     `        - { name: ${name}, bucket: ${bucket}, region: ${region}, endpoint: "${s3.endpoint}", access_key: "${key.accessKeyId}", secret_key: "${key.secretAccessKey}", priority: ${priority} }\n`;
   px = await startProxy(
@@ -167,6 +170,25 @@ describe("bucket replicas", () => {
   // slot taken (refused when asked), is no failover: yatagarasu_s3_failovers_total counts reads
   // that moved on from a replica they asked, each one after that replica's failure. The half-open
   // refusal was counted a failover, the open skip not.
+  // A resumed download (Range past the end of the secondary's older copy, If-Range the primary's
+  // ETag) whose first read the primary failed once: the secondary's 416 (its copy is shorter) was
+  // kept because the whole-object read that followed, on the recovered primary, matched If-Range:
+  // the client was told its range was unsatisfiable on the very version it holds (curl -C - takes
+  // a 416 for a finished download). The 416 of one replica is not the other's answer.
+  test("a resumed download whose first read fails over to a shorter, lagging copy is not answered 416 by the secondary's copy", async () => {
+    const head = await fetch(px.url("/products/resume.txt"), { method: "HEAD" });
+    const etag = head.headers.get("etag")!;
+    primary.faults.set("/p-use1/resume.txt", { kind: "error500", times: 1, method: "GET" });
+    try {
+      const res = await fetch(px.url("/products/resume.txt"), { headers: { range: "bytes=10-", "if-range": etag } });
+      const body = await res.text();
+      expect(res.headers.get("etag")).toBe(etag);
+      expect(res.status === 206 ? [res.status, body] : [res.status, body.slice(10)]).toEqual([res.status, " the rest of the new version"]);
+    } finally {
+      primary.faults.delete("/p-use1/resume.txt");
+    }
+  });
+
   test("yatagarasu_s3_failovers_total counts a read moved on after the primary failed, not one that skipped its open or half-open breaker", async () => {
     const series = (result: string) => `yatagarasu_s3_replica_requests_total{bucket="products",replica="primary",result="${result}"}`;
     const counts = async () => ({ failovers: await metric('yatagarasu_s3_failovers_total{bucket="products",from="primary",to="secondary"}'), failures: await metric(series("failure")), skipped: await metric(series("skipped")) });

@@ -17,6 +17,7 @@ import { isOwnedBytes } from "../../http/owned-response.ts";
 import { answersRange, readableContentRange, unreadableContentRange, upstreamRange, wholeRangeOf200 } from "../../http/range.ts";
 import { mapAnswer } from "../../http/map-answer.ts";
 import { errorFromResponse, s3RequestIdOf } from "../../s3/errors.ts";
+import { replicaOf } from "../../s3/replicas.ts";
 import type { UpstreamTiming } from "../../s3/upstream.ts";
 import type { RequestContext } from "../context.ts";
 import { meteredBody } from "../deliver.ts";
@@ -96,11 +97,12 @@ export async function fetchIfRange(fetch: (headers: Record<string, string>) => P
   if (res.status === 206 && ifRangeAllows(ifRange, validators(res))) return res;
   // The range was for another version (or may have been: a 416 carries no validators): ask for
   // the whole object. If it turns out to be the version the client holds, its range really was
-  // unsatisfiable.
+  // unsatisfiable, when the same replica said both: a 416 from a secondary whose lagging copy is
+  // shorter (the primary failed the first read) is no answer about the primary's version.
   res.body?.cancel().catch(() => {});
   delete forward.range;
   const whole = await fetch(forward);
-  if (res.status === 416 && whole.status === 200 && ifRangeAllows(ifRange, validators(whole))) {
+  if (res.status === 416 && whole.status === 200 && replicaOf(res) === replicaOf(whole) && ifRangeAllows(ifRange, validators(whole))) {
     whole.body?.cancel().catch(() => {});
     return res;
   }
