@@ -15,7 +15,7 @@ import { App } from "./app.ts";
 import { RedisRateLimiter } from "./limits/index.ts";
 import { ConfigError, likelyKey, loadConfigSource, loggedProblems, loadConfigSourceOffThread, parseConfig, shownArgument, type Config } from "./config/load.ts";
 import { summarize } from "./config/summary.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, privateKeyPemNote, rateLimitMemoryNote, s3ApiNoIdentityNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, unseenClaimValueNote, uppercaseVirtualHostNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, privateKeyPemNote, rateLimitMemoryNote, s3ApiNoIdentityNote, readOnlyWriteGrantNote, shortBucketNameNote, tlsChainNote, unseenClaimValueNote, nestedPrefixNote, uppercaseVirtualHostNote, tlsValidityNote, tlsWeakKeyNote, trustedProxiesNote, userContentNote, userContentUnsandboxedNote } from "./config/notes.ts";
 import { parseIp } from "./http/cidr.ts";
 import { createLogger, type Logger } from "./observe/log.ts";
 import { listenBun, listenMetrics, listenNode, readTls, type Listener, type TlsMaterial } from "./server.ts";
@@ -277,6 +277,7 @@ function configNotes(config: Config): Array<{ level: "info" | "warn"; text: stri
   add("warn", presignPortNote(config));
   add("warn", s3ApiNoIdentityNote(config));
   add("warn", unseenClaimValueNote(config));
+  add("warn", nestedPrefixNote(config));
   add("info", userContentNote(config));
   add("warn", userContentUnsandboxedNote(config));
   for (const n of config.notes ?? []) add(config.warnings?.includes(n) ? "warn" : "info", n);

@@ -400,3 +400,27 @@ export function rateLimitMemoryNote(config: Config): string | undefined {
   if (unused.length === 0) return undefined;
   return `server.rate_limit.${unused.join(" and ")} ${unused.length === 1 ? "is" : "are"} only used with backend: redis: with backend memory each process enforces the whole of every rate (split over its own workers only), so N replicas let N times it through; set backend: redis to hold the limits across replicas, or remove ${unused.length === 1 ? "it" : "them"}`;
 }
+
+/**
+ * A bucket whose path_prefix lies inside another bucket's (`/assets/reports` inside `/assets`):
+ * the longest prefix wins (documented), so the outer bucket's keys under that folder
+ * (`reports/...`) cannot be reached through the plain front, and --check said nothing. It can be
+ * meant (a folder served from another store), so a note, not a refusal; each inner prefix is paired
+ * with the nearest one holding it. A `/` bucket (the catch-all) is left out: it is meant to hold
+ * what no other prefix does. Undefined when none.
+ */
+export function nestedPrefixNote(config: Config): string | undefined {
+  const byPrefix = new Map(config.buckets.map((b) => [b.path_prefix, b.name] as const));
+  const found: string[] = [];
+  for (const b of config.buckets) {
+    for (let at = b.path_prefix.lastIndexOf("/"); at > 0; at = b.path_prefix.lastIndexOf("/", at - 1)) {
+      const outer = b.path_prefix.slice(0, at);
+      const name = byPrefix.get(outer);
+      if (name === undefined) continue;
+      found.push(`${b.path_prefix} (bucket ${b.name}) inside ${outer} (bucket ${name}): ${name}'s keys under ${b.path_prefix.slice(at + 1)}/`);
+      break;
+    }
+  }
+  if (found.length === 0) return undefined;
+  return `path_prefix nested in another bucket's: ${listed(found)} cannot be reached through the plain front (the longest prefix wins); give the buckets separate prefixes unless that is meant`;
+}

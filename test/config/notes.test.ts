@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, presignPortNote, rateLimitMemoryNote, readOnlyWriteGrantNote, s3ApiNoIdentityNote, shortBucketNameNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalNameNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
+import { auditPathNote, authorizerTimeoutNote, demoSecretsNote, nestedPrefixNote, presignPortNote, rateLimitMemoryNote, readOnlyWriteGrantNote, s3ApiNoIdentityNote, shortBucketNameNote, tlsChainNote, tlsValidityNote, tlsWeakKeyNote, renewalNameNote, renewalRefusal, trustedProxiesNote, uppercaseVirtualHostNote, userContentNote, userContentUnsandboxedNote } from "../../src/config/notes.ts";
 import { isSandboxed, userContentReaders } from "../../src/config/writes.ts";
 
 setDefaultTimeout(30_000);
@@ -301,4 +301,18 @@ test("a note naming many buckets lists the first 10 and how many more, not all o
   const note = uppercaseVirtualHostNote(parseConfig(`s3_api: { enabled: true, domain: s3.example.com }\nbuckets:\n${buckets}`, { env: {} }))!;
   expect(note).toStartWith("bucket names with uppercase letters (B0, B1, B2, B3, B4, B5, B6, B7, B8, B9, … and 30 more): ");
   expect(note).not.toContain("B10");
+});
+
+// A bucket's path_prefix inside another's (/assets/reports inside /assets): the longest prefix wins,
+// so the outer bucket's keys under reports/ cannot be reached through the plain front, and --check
+// said nothing. A note (it can be meant), naming both buckets and the folder; a `/` catch-all is not named.
+test("a path_prefix nested in another bucket's is named with both buckets and the outer's unreachable folder", () => {
+  const cfg = (...prefixes: string[]) =>
+    parseConfig(`buckets:\n${prefixes.map((p, i) => `  - name: b${i}\n    path_prefix: ${p}\n    s3: { bucket: bkt${i}, endpoint: "http://127.0.0.1:9000" }\n`).join("")}`, { env: {} });
+  expect(nestedPrefixNote(cfg("/assets", "/assets/reports"))).toBe(
+    "path_prefix nested in another bucket's: /assets/reports (bucket b1) inside /assets (bucket b0): b0's keys under reports/ cannot be reached through the plain front (the longest prefix wins); give the buckets separate prefixes unless that is meant",
+  );
+  // the nearest holder is named: /a/b/c inside /a/b, /a/b inside /a; a skipped level is part of the folder
+  expect(nestedPrefixNote(cfg("/a", "/a/b/", "/a/b/c", "/x", "/x/y/z"))).toContain(": /a/b (bucket b1) inside /a (bucket b0): b0's keys under b/, /a/b/c (bucket b2) inside /a/b (bucket b1): b1's keys under c/, /x/y/z (bucket b4) inside /x (bucket b3): b3's keys under y/z/ cannot");
+  expect([nestedPrefixNote(cfg("/assets", "/assetsX", "/reports")), nestedPrefixNote(cfg("/", "/assets"))]).toEqual([undefined, undefined]);
 });
