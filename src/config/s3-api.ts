@@ -22,6 +22,7 @@ import type { PathSegment } from "./path.ts";
 import { StsCorsSchema } from "./cors.ts";
 import { bindsClash, listenerUrl, urlKey } from "./url.ts";
 import { regionProblem } from "./replicas.ts";
+import { likelyKey } from "./likely.ts";
 
 const nonEmpty = z.string().min(1, "must not be empty");
 
@@ -141,10 +142,14 @@ interface Whole {
 
 /**
  * A grant naming no bucket: the S3 bucket's own name (its `s3.bucket`, what the store's console
- * shows) is the likely slip, and read "no bucket is named 'my-bucket'" though the config holds it.
+ * shows) is the likely slip, and read "no bucket is named 'my-bucket'" though the config holds it;
+ * else a typo of a bucket's name (`product` for `products`: "did you mean"), looked for among
+ * `names` (undefined past the first 100 unknown grants: thousands are not worth seconds of comparing).
  */
-function unknownGrant(b: string, buckets: Whole["buckets"]): string {
+function unknownGrant(b: string, buckets: Whole["buckets"], names: readonly string[] | undefined): string {
   const i = buckets.findIndex((x) => x.s3.bucket === b);
+  const like = i < 0 && names !== undefined ? likelyKey(b, names) : undefined;
+  if (like !== undefined) return `no bucket is named '${b}' (did you mean '${like}'?)`;
   if (i < 0) return `no bucket is named '${b}' (a grant names a bucket's \`name\`)`;
   return `no bucket is named '${b}': that is buckets[${i}].s3.bucket, the store's name; a grant names the bucket's \`name\`, '${buckets[i]!.name}', as S3 clients do (s3://${buckets[i]!.name}/...)`;
 }
@@ -161,8 +166,10 @@ export function validateS3Api(cfg: Whole, main: { host: string; port: number }, 
   if (s.port === 0 && cfg.server.workers !== 1)
     issues.push({ path: at("port"), message: "with server.workers > 1 every worker listens on the same S3 port: set a fixed port (not 0)" });
 
-  const names = new Set(cfg.buckets.map((b) => b.name));
+  const bucketNames = cfg.buckets.map((b) => b.name);
+  const names = new Set(bucketNames);
   const keys = new Map<string, number>();
+  let unknown = 0;
   s.credentials.forEach((c, i) => {
     if (keys.has(c.access_key_id)) issues.push({ path: at("credentials", i, "access_key_id"), message: `duplicate access key id (also credentials[${keys.get(c.access_key_id)}])` });
     keys.set(c.access_key_id, i);
@@ -175,7 +182,7 @@ export function validateS3Api(cfg: Whole, main: { host: string; port: number }, 
     const claimBytes = c.claims === undefined ? 0 : Buffer.byteLength(JSON.stringify(c.claims));
     if (claimBytes > MAX_CREDENTIAL_CLAIMS_BYTES) issues.push({ path: at("credentials", i, "claims"), message: `must be at most ${MAX_CREDENTIAL_CLAIMS_BYTES} bytes as JSON (YAML aliases expanded), got ${claimBytes}` });
     for (const b of Object.keys(c.buckets)) {
-      if (!names.has(b)) issues.push({ path: at("credentials", i, "buckets", b), message: unknownGrant(b, cfg.buckets) });
+      if (!names.has(b)) issues.push({ path: at("credentials", i, "buckets", b), message: unknownGrant(b, cfg.buckets, ++unknown <= 100 ? bucketNames : undefined) });
       else if (!S3_FRONT_BUCKET_NAME.test(b)) issues.push({ path: at("credentials", i, "buckets", b), message: "S3 clients cannot address this bucket name: use letters, digits, '.', '-' and '_' only" });
     }
   });

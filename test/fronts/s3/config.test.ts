@@ -115,6 +115,11 @@ s3_api:
     expect(paths(`${BUCKETS}s3_api:\n  credentials:\n    - { access_key_id: AKIDONE, secret_access_key: "${SECRET}", identity: one, buckets: { bkt: [read] } }\n`)).toEqual([
       "s3_api.credentials[0].buckets.bkt: no bucket is named 'bkt': that is buckets[0].s3.bucket, the store's name; a grant names the bucket's `name`, 'products', as S3 clients do (s3://products/...)",
     ]);
+    // a typo of a bucket's name read the same bare "no bucket is named" as a name nowhere near one
+    expect(paths(`${BUCKETS}s3_api:\n  credentials:\n    - { access_key_id: AKIDONE, secret_access_key: "${SECRET}", identity: one, buckets: { product: [read], Products: [list] } }\n`)).toEqual([
+      "s3_api.credentials[0].buckets.product: no bucket is named 'product' (did you mean 'products'?)",
+      "s3_api.credentials[0].buckets.Products: no bucket is named 'Products' (did you mean 'products'?)",
+    ]);
     expect(paths(`${BUCKETS}metrics: { enabled: true, port: 9091 }\ns3_api: { port: 9091 }\n`)).toEqual(["s3_api.port: the S3 API must not use the metrics listener's port"]);
     expect(paths(`${BUCKETS}${JWT}s3_api: { sts: { enabled: true } }\n`)).toEqual([
       "s3_api.sts.session_key: required when sts is enabled (at least 32 bytes, the same on every replica)",
