@@ -415,6 +415,8 @@ function zodMessage(issue: z.core.$ZodIssue, raw: unknown, fromVar?: string, par
     // (`secret: 12345`, `bucket: 2024`, `value: true`: YAML reads an unquoted number or true/false as one, and a secret's
     // digits may not even survive it: 0x1F is 31, 1e3 is 1000)
     else if ((typeof v === "number" || typeof v === "boolean") && expected === "string") hint = ` (YAML reads an unquoted ${typeof v === "number" ? "number" : "true or false"} as one: write it in quotes to make it text)`;
+    // (a credential's grants written as a list, `buckets: [products]`: "expected a mapping" alone did not show the form)
+    else if (Array.isArray(v) && expected === "record" && formatPath(issue.path as PathSegment[]).replace(/\[\d+\]/g, "[]") === "s3_api.credentials[].buckets") hint = grantsHint(v);
     // (`jwt:` with every line under it commented out: the original read that as no section at all)
     // (only a key the config can do without is told it may be removed: `s3:` cannot)
     else if (v === null && (expected === "object" || expected === "record")) {
@@ -477,6 +479,19 @@ const MISSING_HINTS: Record<string, string> = {
   "buckets[].name": " (a unique name, used in metrics and the admin API)",
   "buckets[].path_prefix": " (the URL prefix it serves, such as /products)",
 };
+
+/**
+ * The mapping form of a credential's grants written as a list (`buckets: [products]`, or a list of
+ * one-key mappings, `- products: [read]`), with the names given: each bucket maps to its
+ * permissions (those written, else read and list). The first 3 are shown.
+ */
+function grantsHint(v: readonly unknown[]): string {
+  const plain = (x: unknown) => typeof x === "string" || typeof x === "number";
+  const entries = v.flatMap((x): Array<[string, unknown]> => (plain(x) ? [[String(x), undefined]] : x !== null && typeof x === "object" && !Array.isArray(x) ? Object.entries(x) : []));
+  const shown = entries.slice(0, 3).map(([name, perms]) => `${shownKey(ellipsized(name, 64))}: [${Array.isArray(perms) && perms.length > 0 && perms.every(plain) ? perms.slice(0, 4).join(", ") : "read, list"}]`);
+  const form = `{ ${shown.length > 0 ? shown.join(", ") : "products: [read, list]"}${entries.length > 3 ? ", ..." : ""} }`;
+  return ` (each bucket's name maps to its permissions: write buckets: ${form})`;
+}
 
 function wanted(expected: string): string {
   // (zod calls a mapping of free keys, such as a credential's `buckets`, a "record")

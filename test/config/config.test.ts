@@ -355,7 +355,7 @@ describe("parseConfig", () => {
     expect(one(`cache: { enabled: yes }\n${B}`)).toEqual(["cache.enabled: expected a boolean, got a string (write true or false, without quotes)"]);
     expect(one(`metrics: true\n${B}`)).toEqual(["metrics: expected a mapping, got a boolean"]);
     // (a z.record: zod's own word, "expected a record", is not YAML's)
-    expect(one(`s3_api:\n  enabled: true\n  credentials:\n    - { access_key_id: AKIA1, secret_access_key: app1secretapp1secret, identity: app, buckets: [b] }\n${B}`)).toEqual(["s3_api.credentials[0].buckets: expected a mapping, got a list"]);
+    expect(one(`s3_api:\n  enabled: true\n  credentials:\n    - { access_key_id: AKIA1, secret_access_key: app1secretapp1secret, identity: app, buckets: [b] }\n${B}`)).toEqual(["s3_api.credentials[0].buckets: expected a mapping, got a list (each bucket's name maps to its permissions: write buckets: { b: [read, list] })"]);
     expect(one(`tracing: { enabled: true, otlp_endpoint: "http://127.0.0.1:4318", headers: [a] }\n${B}`)).toEqual(["tracing.headers: expected a mapping, got a list"]);
     // a key that takes two forms names both (zod said only "Invalid input")
     expect(one(`server: { workers: "four" }\n${B}`)).toEqual(['server.workers: expected a number or "auto", got a string']);

@@ -78,6 +78,13 @@ describe("s3_api", () => {
         "s3_api.credentials[0].buckets.products[0]: unknown permission, got \"upload\"; use read, list, write, delete",
       ]),
     );
+    // grants written as a list: "expected a mapping, got a list" alone did not show the form to write
+    const grants = (g: string) => paths(`${BUCKETS}s3_api:\n  credentials:\n    - { access_key_id: AKIDONE, secret_access_key: "${"s".repeat(20)}", identity: one, buckets: ${g} }\n`);
+    expect(grants("[products]")).toEqual(["s3_api.credentials[0].buckets: expected a mapping, got a list (each bucket's name maps to its permissions: write buckets: { products: [read, list] })"]);
+    expect(grants("[{ products: [read, write] }, uploads]")).toEqual([
+      "s3_api.credentials[0].buckets: expected a mapping, got a list (each bucket's name maps to its permissions: write buckets: { products: [read, write], uploads: [read, list] })",
+    ]);
+    expect(grants("[a, b, c, d]")[0]).toEndWith("write buckets: { a: [read, list], b: [read, list], c: [read, list], ... })");
     expect(paths(`${BUCKETS}s3_api: { region: ${"a".repeat(70)} }\n`)).toEqual(["s3_api.region: must be a region name such as us-east-1 (1 to 64 of a-z, 0-9 and '-'), got 70 characters"]);
   });
 
