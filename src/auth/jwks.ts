@@ -69,6 +69,8 @@ export class JwksClient {
   private loadedOnce = false;
   private lastAttempt = -Infinity;
   private lastError: string | undefined;
+  /** Whether a failure was not logged again (the same as the one before it): its end is then logged. */
+  private repeated = false;
   private inflight: Promise<void> | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
@@ -273,6 +275,8 @@ export class JwksClient {
       }
       if (keys.length === 0) throw new Error("no usable key for the configured algorithms");
       const fp = JSON.stringify(used);
+      if (this.repeated && fp === this.fingerprint) this.o.log("info", "JWKS fetch succeeded again", { url: urlForLogs(this.o.url), keys: keys.length });
+      this.repeated = false;
       this.loadedOnce = true;
       this.lastError = undefined;
       // An unchanged set keeps its key objects, so a verification in flight across a routine
@@ -294,8 +298,12 @@ export class JwksClient {
         endClient(span, { error: err });
       }
       const name = (err as Error)?.name;
-      this.lastError = name === "TimeoutError" || name === "AbortError" ? "timed out" : fetchErrorMessage(err);
-      this.o.log(this.loadedOnce ? "warn" : "error", this.loadedOnce ? "JWKS refresh failed; keeping the last good keys" : "JWKS fetch failed; no keys yet", {
+      const previous = this.lastError;
+      this.lastError = name === "TimeoutError" || name === "AbortError" ? "timed out" : failureMessage(err);
+      // (the same failure as the attempt before, every 10 s while the provider is away: said once,
+      // and its end is said when keys come again, JWKS fetch succeeded again)
+      this.repeated = previous === this.lastError;
+      if (!this.repeated) this.o.log(this.loadedOnce ? "warn" : "error", this.loadedOnce ? "JWKS refresh failed; keeping the last good keys" : "JWKS fetch failed; no keys yet", {
         url: urlForLogs(this.o.url),
         error: this.lastError,
         ...(skipped.length > 0 ? { skipped } : {}),
@@ -311,12 +319,23 @@ function redirectTarget(location: string | null, base: string): string {
   return u === null ? "" : ` to ${urlForLogs(u.href)}`;
 }
 
+/**
+ * A failed fetch's error for the log and readiness: a host name that does not resolve in our words,
+ * as the Redis messages say it (Bun's was "getaddrinfo ENOTFOUND idp.example.com"; the log line
+ * names the URL), else the runtime's message without its advice (fetchErrorMessage).
+ */
+function failureMessage(err: unknown): string {
+  const code = (err as { code?: unknown })?.code;
+  if (code === "ENOTFOUND" || code === "DNSException" || (typeof code === "string" && code.startsWith("EAI_"))) return "the URL's host name does not resolve";
+  return fetchErrorMessage(err);
+}
+
 /** The kind of a JWKS fetch failure, with no host, address or URL in it (see readiness). */
 function failureKind(why: string): string {
   const redirect = /^HTTP (3\d\d) redirect/.exec(why);
   if (redirect !== null) return `HTTP ${redirect[1]} redirect not followed`;
   if (/^(HTTP \d{3}|timed out|first fetch in progress|not fetched yet|response larger than 1 MiB|response is not JSON|response has no `keys` array|no usable key for the configured algorithms)$/.test(why)) return why;
-  if (/ENOTFOUND|EAI_AGAIN|getaddrinfo|DNS/i.test(why)) return "the host does not resolve";
+  if (/ENOTFOUND|EAI_AGAIN|getaddrinfo|DNS|host name does not resolve/i.test(why)) return "the host does not resolve";
   if (/ECONNREFUSED|refused/i.test(why)) return "connection refused";
   if (/ECONNRESET|socket|closed|hang up/i.test(why)) return "connection closed";
   if (/CERT|certificate|TLS|SSL|EPROTO/i.test(why)) return "TLS handshake failed";

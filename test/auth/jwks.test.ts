@@ -458,6 +458,41 @@ describe("the readiness reason /ready shows (anyone may read it)", () => {
   });
 });
 
+// A JWKS host that does not resolve was logged as Bun's raw "getaddrinfo ENOTFOUND idp.example.com",
+// again at every retry (every 10 s while the keys are missing, at each refresh after): said in our
+// words, as the Redis messages say it, once; the end of a run of failures is said too.
+test("a JWKS host that does not resolve is logged once, in our words, naming the URL without its query or credentials", async () => {
+  const { JwksClient } = await import("../../src/auth/jwks.ts");
+  const lines: Array<{ level: string; msg: string; fields?: object }> = [];
+  // (Bun's fetch error for a name that does not resolve: a TypeError with code ENOTFOUND)
+  const dns = () => Object.assign(new TypeError("getaddrinfo ENOTFOUND idp.example.com"), { code: "ENOTFOUND", errno: 4, syscall: "getaddrinfo" });
+  let answer: (() => Response) | undefined;
+  const c = new JwksClient({
+    url: "https://user:pw@idp.example.com/realms/prod/certs?token=s3cret",
+    allowed: new Set(["RS256"] as const),
+    intervalMs: 60_000,
+    now: () => Date.now(),
+    log: (level, msg, fields) => void lines.push({ level, msg, fields }),
+    fetch: (async () => {
+      if (answer === undefined) throw dns();
+      return answer();
+    }) as unknown as typeof fetch,
+  });
+  cleanup.push(() => c.close());
+  for (let i = 0; i < 3; i++) await c.refresh();
+  expect(lines).toEqual([{ level: "error", msg: "JWKS fetch failed; no keys yet", fields: { url: "https://idp.example.com/realms/prod/certs", error: "the URL's host name does not resolve" } }]);
+  expect(c.readiness().reason).toBe("JWKS keys from https://idp.example.com/realms/prod/certs not loaded: the URL's host name does not resolve");
+  expect(c.readiness(true).reason).toBe("JWKS keys not loaded: the host does not resolve (the log names the URL)");
+  // loaded, then away again for three refreshes, then back with the same keys: one failure line, and its end
+  answer = () => Response.json({ keys: [rs1.jwk] });
+  await c.refresh();
+  answer = undefined;
+  for (let i = 0; i < 3; i++) await c.refresh();
+  answer = () => Response.json({ keys: [rs1.jwk] });
+  await c.refresh();
+  expect(lines.slice(1).map((l) => `${l.level} ${l.msg}`)).toEqual(["info JWKS keys loaded", "warn JWKS refresh failed; keeping the last good keys", "info JWKS fetch succeeded again"]);
+});
+
 test("an RSA key under 2048 bits in the JWKS is skipped (logged), never tried: listed first, under the token's kid too, it made other keys' valid tokens fail", async () => {
   const { generateKeyPairSync } = await import("node:crypto");
   const weak = generateKeyPairSync("rsa", { modulusLength: 1024 }).publicKey.export({ format: "jwk" });
