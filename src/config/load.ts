@@ -121,6 +121,13 @@ const SCHEME_NAME_END = /(?:^|[/=])[A-Za-z][A-Za-z0-9+.-]*$/;
 /** Text ending with a scheme (`https://`, or `https:/` folded in a resolved path). */
 const SCHEME_END = /(?:^|[/=])[A-Za-z][A-Za-z0-9+.-]*:\/\/?$/;
 
+/** Whether an `@` follows `from` in `word` before the next URL's `://` (or at all, with none). */
+function atBeforeNextUrl(word: string, from: number): boolean {
+  const at = word.indexOf("@", from);
+  const next = word.indexOf("://", from);
+  return at >= 0 && (next < 0 || at < next);
+}
+
 /**
  * Where a `user:pass` in `word` starts (after the last `/` or `=` before its `:`), or -1 when it has none.
  * The `:` is the word's first, or the first after it when that one ends a scheme's name and a `/`
@@ -134,8 +141,9 @@ function passwordStart(word: string): number {
   const scheme = colon > 0 && word[colon + 1] === "/" && SCHEME_NAME_END.test(word.slice(0, colon));
   if (scheme) colon = word.indexOf(":", colon + 1);
   // (a port and a path holding an `@` read alike as a password of digits up to a `/` and its host,
-  // `redis://u:1234/x@h`: hidden, a path lost from a message rather than part of a password shown)
-  if (colon < 0 || (scheme && /^\d+(?:[/?#]|$)/.test(word.slice(colon + 1)) && !word.includes("@", colon))) return -1;
+  // `redis://u:1234/x@h`: hidden, a path lost from a message rather than part of a password shown;
+  // an `@` only in a later URL of the word, `http://h:1/a,http://u:pw@h/b`, is that URL's)
+  if (colon < 0 || (scheme && /^\d+(?:[/?#]|$)/.test(word.slice(colon + 1)) && !atBeforeNextUrl(word, colon))) return -1;
   return Math.max(word.lastIndexOf("/", colon), word.lastIndexOf("=", colon)) + 1;
 }
 
