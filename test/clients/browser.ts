@@ -33,6 +33,26 @@ export interface BrowserSession extends AsyncDisposable {
   errors: string[];
   /** Closes the browser and removes its HOME. Idempotent. */
   close(): Promise<void>;
+  /** A page in a fresh context of this browser (its own cache, cookies and errors), for tests sharing one browser. */
+  openPage(opts?: BrowserContextOptions): Promise<BrowserPage>;
+}
+
+/** A page of its own context; disposing it closes the context, not the browser. */
+export interface BrowserPage extends AsyncDisposable {
+  context: BrowserContext;
+  page: Page;
+  errors: string[];
+}
+
+async function pageIn(browser: Browser, opts?: BrowserContextOptions): Promise<BrowserPage> {
+  const context = await browser.newContext(opts);
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  return { context, page, errors, [Symbol.asyncDispose]: () => context.close().catch(() => {}) };
 }
 
 export interface LaunchOptions {
@@ -58,13 +78,7 @@ export async function launchBrowser(opts: LaunchOptions = {}): Promise<BrowserSe
     home.remove();
     throw e;
   }
-  const context = await browser.newContext(opts.context);
-  const page = await context.newPage();
-  const errors: string[] = [];
-  page.on("console", (m) => {
-    if (m.type() === "error") errors.push(m.text());
-  });
-  page.on("pageerror", (e) => errors.push(String(e)));
+  const { context, page, errors } = await pageIn(browser, opts.context);
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -72,5 +86,5 @@ export async function launchBrowser(opts: LaunchOptions = {}): Promise<BrowserSe
     await browser.close().catch(() => {});
     home.remove();
   };
-  return { browser, context, page, errors, close, [Symbol.asyncDispose]: close };
+  return { browser, context, page, errors, close, openPage: (o) => pageIn(browser, o), [Symbol.asyncDispose]: close };
 }
