@@ -7,7 +7,9 @@
  *   12  f64 expiresAt   epoch ms  ┘ (16 bytes inside one sector)
  *   20  f64 size        body bytes
  *   28  u32 metaLen     bytes of the JSON that follows
- *   32  JSON {"key", "headers", "store", "owner", "date", "crc"}, "crc" last: 8 hex digits, the body's CRC-32
+ *   32  JSON {"hcrc", "key", "headers", "store", "owner", "date", "crc"}, "crc" last: 8 hex digits, the body's CRC-32
+ *                       ("hcrc" first: the CRC-32 of the JSON from after its digits to the date's slot,
+ *                       HCRC_PREFIX; none before 2026-12-08)
  *                       ("date": the upstream answer's, CachedObject.date; none before 2026-12-07;
  *                       since 2026-12-08 a number or null right-aligned in DATE_WIDTH characters,
  *                       JSON white space before it, just before "crc": rewritten in place with the
@@ -45,6 +47,13 @@ const AFTER_DATE = 18;
 /** The date's slot: epoch ms (13 digits until 2286) or null, right-aligned. */
 const DATE_WIDTH = 16;
 const DATE_KEY = new TextEncoder().encode('"date":');
+/**
+ * The head's own CRC-32 ("hcrc", first in the JSON: its 8 hex digits right after this prefix), over
+ * the JSON from the end of those digits to the date's slot (key, headers, store, owner): the
+ * times and the date, rewritten in place by a revalidation, and the body's "crc" are not in it.
+ * A byte of the stored headers changed on disk (a Content-Type, an ETag) was served as the object's.
+ */
+const HCRC_PREFIX = new TextEncoder().encode('{"hcrc":"');
 /** Metadata larger than this is refused (S3 caps user metadata at 2 KB; headers stay far below). */
 const MAX_META_BYTES = 64 * 1024;
 
@@ -134,8 +143,9 @@ export function timesBytes(storedAt: number, expiresAt: number): Uint8Array {
  * was read from. Its CRC-32 is a placeholder, written over when the body is complete (crcDigits).
  */
 export function encodeHead(meta: ObjectMeta, store?: string, owner?: string): Uint8Array {
-  const fields = JSON.stringify({ key: meta.key, headers: meta.headers, store, owner });
+  const fields = JSON.stringify({ hcrc: CRC_PLACEHOLDER, key: meta.key, headers: meta.headers, store, owner });
   const json = new TextEncoder().encode(`${fields.slice(0, -1)},"date":${dateField(meta.date)},"crc":"${CRC_PLACEHOLDER}"}`);
+  json.set(crcDigits(Bun.hash.crc32(json.subarray(HCRC_PREFIX.byteLength + 8, json.byteLength - AFTER_DATE - DATE_WIDTH))), HCRC_PREFIX.byteLength);
   const out = new Uint8Array(HEAD_BYTES + json.byteLength);
   const v = new DataView(out.buffer);
   v.setUint32(0, MAGIC, true);
@@ -176,14 +186,24 @@ export function decodeHead(head: Uint8Array, fileSize: number): DiskHead | strin
   } catch {
     return "corrupt metadata";
   }
-  const p = parsed as { key?: unknown; headers?: unknown; store?: unknown; owner?: unknown; date?: unknown; crc?: unknown };
+  const p = parsed as { hcrc?: unknown; key?: unknown; headers?: unknown; store?: unknown; owner?: unknown; date?: unknown; crc?: unknown };
   if (typeof p.key !== "string" || typeof p.headers !== "object" || p.headers === null) return "corrupt metadata";
   const headers = storedEntryHeaders(p.headers);
   if (headers === undefined) return "corrupt metadata";
   if (headers["content-length"] !== String(size)) return "metadata does not match the body size";
+  if (p.hcrc !== undefined && !headIntact(head, bodyOffset, p.hcrc)) return "metadata does not match its CRC-32";
   const crc = typeof p.crc === "string" && /^[0-9a-f]{8}$/.test(p.crc) ? parseInt(p.crc, 16) : undefined;
   const date = typeof p.date === "number" && Number.isFinite(p.date) ? p.date : undefined;
   return { key: p.key, headers, storedAt, expiresAt: storedExpiry(storedAt, expiresAt, date), size, bodyOffset, crc, store: typeof p.store === "string" ? p.store : undefined, owner: typeof p.owner === "string" ? p.owner : undefined, date, dateSlot: hasDateSlot(head, bodyOffset) };
+}
+
+/** Whether the head (ending at `bodyOffset`) still has the CRC-32 it recorded (`hcrc`) at HCRC_PREFIX, over what it covers. */
+function headIntact(head: Uint8Array, bodyOffset: number, hcrc: unknown): boolean {
+  const digits = HCRC_PREFIX.byteLength;
+  const end = dateOffset(bodyOffset);
+  if (typeof hcrc !== "string" || !/^[0-9a-f]{8}$/.test(hcrc) || end < HEAD_BYTES + digits + 8) return false;
+  for (let i = 0; i < digits; i++) if (head[HEAD_BYTES + i] !== HCRC_PREFIX[i]) return false;
+  return Bun.hash.crc32(head.subarray(HEAD_BYTES + digits + 8, end)) >>> 0 === parseInt(hcrc, 16);
 }
 
 /** A date's slot: the number (null for none, or one too wide) right-aligned in DATE_WIDTH characters. */

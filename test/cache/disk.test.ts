@@ -631,6 +631,35 @@ describe("restart", () => {
     expect(files(dir)).toHaveLength(1);
   });
 
+  // The body's CRC-32 left the head out: a byte of the stored headers changed on disk at the same
+  // length (bit rot, an edit) was served after a restart as the object's own Content-Type or ETag.
+  test("a stored header changed at the same length (Content-Type, ETag) is deleted at start, never served; a revalidated head (times and Date rewritten in place) is kept", async () => {
+    const dir = freshDir();
+    const d1 = await open(dir);
+    for (const k of ["b/type", "b/etag", "b/fresh"]) await d1.put(obj(k, 5000, '"e1"'));
+    await d1.put({ ...obj("b/fresh", 5000, '"e1"'), storedAt: NOW + 5000, expiresAt: NOW + 99_000, date: NOW + 4000 }); // refreshed in place
+    await waitFor(async () => (await d1.get("b/fresh"))?.expiresAt === NOW + 99_000, { message: "the refresh written" });
+    const fileOf = async (k: string) => ((await d1.get(k))!.body as unknown as { name: string }).name;
+    const edit = async (k: string, from: string, to: string) => {
+      const f = await fileOf(k);
+      const bytes = readFileSync(f);
+      const at = bytes.indexOf(from);
+      expect(at).toBeGreaterThan(0);
+      bytes.write(to, at, "latin1");
+      writeFileSync(f, bytes);
+    };
+    await edit("b/type", "application/pdf", "application/pdg");
+    await edit("b/etag", '"etag":"\\"e1', '"etag":"\\"e2');
+    await d1.close();
+    const d2 = await open(dir);
+    expect(d2.keys()).toEqual(["b/fresh"]);
+    expect(await d2.get("b/type")).toBeUndefined();
+    expect(await d2.get("b/etag")).toBeUndefined();
+    expect((await d2.get("b/fresh"))!.expiresAt).toBe(NOW + 99_000);
+    expect(files(dir)).toHaveLength(1);
+    await d2.close();
+  });
+
   test("a file whose stored headers HTTP cannot carry (a character above U+00FF) is deleted at start, never indexed (every hit was a 500)", async () => {
     const dir = freshDir();
     const d1 = await open(dir);
