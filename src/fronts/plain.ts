@@ -39,7 +39,7 @@ import { listObjectsV2 } from "../s3/operations/list-objects.ts";
 import type { Front } from "../proxy/runner.ts";
 import { normalizePath } from "../router.ts";
 import { plainCors } from "./cors-phases.ts";
-import { DELETE_BODY, READ_ALLOW, serveDelete, servePut, uploadLength, WRITE_ALLOW, writeRefusal } from "./plain-write.ts";
+import { DELETE_BODY, READ_ALLOW, serveDelete, servePut, WRITE_ALLOW, writeRefusal } from "./plain-write.ts";
 import { parsePresign, servePresign, type PresignContext } from "./presign.ts";
 import { keyTooLong, SUBRESOURCES } from "./s3/route.ts";
 import { decodeComponent } from "../util/text.ts";
@@ -116,7 +116,8 @@ function routeWrite(ctx: RequestContext): undefined {
     throw new ProxyError("BadRequest", { detail: "x-amz-copy-source names an S3 operation (CopyObject), which the plain front does not perform (it writes the request's body); use the S3 API front" });
   }
   if (method === "PUT") {
-    uploadLength(ctx);
+    // (its length, 411 or 413, is checked in servePut, after who may write: a 413 before the 401 or
+    // 403 told a client no one lets write that the bucket takes writes; S3 authorizes first)
     ctx.action = "s3:PutObject";
   } else {
     // A DELETE's body would be ignored: the object was deleted while it was still arriving (a

@@ -342,6 +342,14 @@ for (const engine of ["bun", "node"] as const) {
         expect([length, far.status, far.text.includes('"error":"EntityTooLarge"'), far.text.includes("at most 5 GiB")]).toEqual([length, 413, true, true]);
       }
       expect(upstream(from, "PUT", `/rw/${engine}/big.bin`)).toEqual([]);
+      // who may write comes first (S3 authorizes before the size): a 413 told a client no rule lets
+      // write that the bucket takes writes; no token on a bucket with auth is 401, not 413
+      const open = await rawRequest(env.port, `PUT /open/${engine}/big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 4194305\r\n\r\n`, "abc");
+      expect([open.status, open.text.includes("does not allow anonymous writes")]).toEqual([403, true]);
+      const anonymous = await rawRequest(env.port, `PUT /rw/${engine}/big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 4194305\r\n\r\n`, "abc");
+      expect(anonymous.status).toBe(401);
+      const chunked = await rawRequest(env.port, `PUT /open/${engine}/big.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`, "3\r\nabc\r\n0\r\n\r\n");
+      expect(chunked.status).toBe(403);
     }, T);
 
     test("a client that disconnects mid-upload aborts the upstream request: S3 sees an aborted body and stores nothing", async () => {
