@@ -51,6 +51,9 @@ export const CATALOGUE = {
 
 export type ErrorCode = keyof typeof CATALOGUE;
 
+/** The detail of the 504 that answers `Cache-Control: only-if-cached` with no fresh copy: the S3 front tells it by this (its own NotCached, not a failing store). */
+export const ONLY_IF_CACHED_MISS = "Cache-Control: only-if-cached, and no fresh copy of the object is cached";
+
 export class ProxyError extends Error {
   readonly status: number;
   readonly code: ErrorCode;

@@ -24,7 +24,7 @@
 import { evaluateConditions } from "../http/conditional.ts";
 import { forwardRequestHeaders } from "../http/headers.ts";
 import { parseRange } from "../http/range.ts";
-import { ProxyError } from "../errors.ts";
+import { ONLY_IF_CACHED_MISS, ProxyError } from "../errors.ts";
 import type { Cache } from "./cache.ts";
 import { FillHead, runFlight, staleServable, type CachePolicy, type FlightOutcome, type Shared, type UpstreamFetch } from "./flight.ts";
 import { followerBody, resumeThrough, type FillCursor, type FillTap } from "./fill-tap.ts";
@@ -157,7 +157,7 @@ async function serveSlow(args: ServeArgs, key: string, now: number, found: Maybe
   const cacheControl = reqHeaders.get("cache-control") ?? "";
   if (ONLY_IF_CACHED.test(cacheControl)) {
     counters.misses++;
-    throw withCacheStatus(new ProxyError("GatewayTimeout", { detail: "Cache-Control: only-if-cached, and no fresh copy of the object is cached" }), "MISS");
+    throw withCacheStatus(new ProxyError("GatewayTimeout", { detail: ONLY_IF_CACHED_MISS }), "MISS");
   }
 
   // A Range S3 would honour (a single byte range) on a miss is not worth a full fill: pass it

@@ -116,6 +116,24 @@ s3_api:
     );
 
     test(
+      "Cache-Control: only-if-cached with no fresh copy: 504 NotCached with X-Cache: MISS (was 503 ServiceUnavailable, an outage to SDKs), the store not asked; a cached copy answers",
+      async () => {
+        const asked = () => s3.requests.filter((e) => e.pathname === "/data/there.txt").length;
+        const before = asked();
+        for (const method of ["GET", "HEAD"]) {
+          const r = await signedFetch(env, { method, path: "/cached/there.txt", headers: { "cache-control": "only-if-cached" }, creds: CLIENT });
+          const body = await r.text();
+          expect([method, r.status, r.headers.get("x-cache"), r.headers.get("retry-after"), /<Code>(\w+)</.exec(body)?.[1] ?? ""]).toEqual([method, 504, "MISS", null, method === "GET" ? "NotCached" : ""]);
+        }
+        expect(asked()).toBe(before);
+        await (await signedFetch(env, { method: "GET", path: "/cached/there.txt", creds: CLIENT })).text();
+        const hit = await signedFetch(env, { method: "GET", path: "/cached/there.txt", headers: { "cache-control": "only-if-cached" }, creds: CLIENT });
+        expect([hit.status, hit.headers.get("x-cache"), await hit.text()]).toEqual([200, "HIT", "here"]);
+      },
+      T,
+    );
+
+    test(
       "an upstream's redirect (a bucket in another region) says the bucket's configuration is wrong, on both buckets and the direct path, and relays nothing of the redirect",
       async () => {
         // (it was the catalogue's "We encountered an internal error. Please try again.")

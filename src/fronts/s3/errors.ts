@@ -3,7 +3,7 @@
  * reference "Error responses"), rendered as S3's XML body. Messages are fixed strings or built
  * from client-supplied values only; never a stack trace, a secret or an upstream internal.
  */
-import type { ErrorCode, ProxyError } from "../../errors.ts";
+import { ONLY_IF_CACHED_MISS, type ErrorCode, type ProxyError } from "../../errors.ts";
 import { XML_DECL, el, keyEl } from "./xml.ts";
 import { CREDENTIAL_CODES } from "../../s3/errors.ts";
 
@@ -80,6 +80,10 @@ export const S3_ERRORS = {
   SlowDown: { status: 503, message: "Please reduce your request rate." },
   UnexpectedContent: { status: 400, message: "This request does not support content." },
   XAmzContentSHA256Mismatch: { status: 400, message: "The provided 'x-amz-content-sha256' header does not match what was computed." },
+  // Not S3's (S3 caches nothing): the answer to Cache-Control: only-if-cached with no fresh cached
+  // copy, RFC 9111's 504 under a code of its own (it was 503 ServiceUnavailable, which SDKs and
+  // operators read as an outage or a throttle).
+  NotCached: { status: 504, message: "Cache-Control: only-if-cached, and no fresh copy of the object is cached." },
 } as const satisfies Record<string, { status: number; message: string }>;
 // Not in the list on purpose: S3 has no "TooManyParts"; part numbers outside 1..10000 are
 // InvalidArgument ("Part number must be an integer between 1 and 10000, inclusive").
@@ -239,6 +243,7 @@ export function fromProxyError(err: Pick<ProxyError, "code" | "headers"> & { cau
   // (a bodiless refusal, a HEAD's, keeps the statuses S3 answers with and the SDKs do not retry)
   if (s3Code === undefined && upstream?.s3Status === 405) return s3Error("MethodNotAllowed", undefined, undefined, headers);
   if (s3Code === undefined && upstream?.s3Status === 501) return s3Error("NotImplemented", undefined, undefined, headers);
+  if (err.code === "GatewayTimeout" && err.detail === ONLY_IF_CACHED_MISS) return s3Error("NotCached", undefined, undefined, headers);
   const code = FROM_PROXY[err.code] ?? "InternalError";
   // The upstream's and the authorizer's failures keep the proxy's own words (our fixed texts: "The
   // upstream could not be reached", "... stalled while sending the object", "The authorization
