@@ -14,6 +14,7 @@ import { awsCli } from "../clients/aws.ts";
 import { clientTest } from "../clients/run.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { hs256, startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
+import { signedFetch } from "./s3-front-upload-helpers.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -219,6 +220,24 @@ describe("STS errors (STS's XML, status and code; no token or key in the body)",
     await assume({ WebIdentityToken: "x.y.z" });
     expect(env.upstreamCalls()).toEqual([]);
   });
+});
+
+test("header auth with an X-Amz-Security-Token in the query too that is not the header's: 400 InvalidArgument, neither token read (the query's was ignored, served as the header's session); the same token twice is read", async () => {
+  const session = async (team: string) => {
+    const r = await assume({ WebIdentityToken: token({ team }) });
+    const get = (tag: string) => new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(r.xml)![1]!;
+    return { accessKeyId: get("AccessKeyId"), secretAccessKey: get("SecretAccessKey"), sessionToken: get("SessionToken") };
+  };
+  const [a, b] = await Promise.all([session("a"), session("b")]);
+  const read = async (query: Array<[string, string]>) => {
+    const r = await signedFetch(env, { method: "GET", path: "/jwtonly/secret.txt", query, creds: a });
+    const body = await r.text();
+    return [r.status, /<Code>(\w+)</.exec(body)?.[1] ?? body, body.includes(a.sessionToken) || body.includes(b.sessionToken)];
+  };
+  env.mark();
+  expect(await read([["X-Amz-Security-Token", b.sessionToken]])).toEqual([400, "InvalidArgument", false]);
+  expect(env.upstreamCalls()).toEqual([]);
+  expect(await read([["X-Amz-Security-Token", a.sessionToken]])).toEqual([200, "team a only", false]);
 });
 
 describe("session lifetime", () => {

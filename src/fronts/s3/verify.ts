@@ -164,6 +164,7 @@ export function verifyRequest<P extends { secretAccessKey: string }>(
   }
 }
 const NO_HEADERS = new Headers();
+const TWO_TOKENS = () => s3Error("InvalidArgument", "The X-Amz-Security-Token query parameter does not match the x-amz-security-token header: a request carries one session token", { ArgumentName: "X-Amz-Security-Token" });
 const requestInput: VerifyInput = { method: "", rawPath: "", rawQuery: "", headers: NO_HEADERS };
 
 function verify<P extends { secretAccessKey: string }>(
@@ -273,6 +274,13 @@ function verify<P extends { secretAccessKey: string }>(
   }
   // (present, it is signed: an unsigned x-amz-* header was refused just above, but for STS)
   if (sessionToken === undefined && (sts !== undefined || names.includes("x-amz-security-token"))) sessionToken = reads.get("x-amz-security-token") ?? undefined;
+  // With the Authorization header, a session token in the query too (signed or not) that is not the
+  // header's: which one the request is made with would depend on the reader (it was served as the
+  // header's identity, the query's ignored). A request carries one token: refused, as a repeated
+  // query token is (parseQueryAuth). (a boolean read when the query holds none)
+  if (queryToken && !params.presigned && sts === undefined) {
+    for (const [k, v] of query) if (k === "X-Amz-Security-Token" && v !== sessionToken) return error(TWO_TOKENS(), akid);
+  }
   const principal = lookup(akid, sessionToken, opts.now);
   if (principal === undefined) return error(s3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: akid }), akid);
   if (!("secretAccessKey" in principal)) return error(principal, akid);
