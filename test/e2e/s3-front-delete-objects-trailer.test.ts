@@ -82,4 +82,11 @@ test("an S3-signed POST /?delete to the service (no bucket) is S3's 405 MethodNo
     status: 405, code: "MethodNotAllowed", type: "SERVICE", sts: false, upstream: 0,
   });
   expect(await env.s3.exists("up", "trailer/d.txt")).toBe(true);
+  // with no query at all, signed for s3 (the credential scope says so): S3's 405 too, not STS's
+  // ValidationError "must be form-encoded"; an unsigned POST of the service stays STS's
+  const bare = await answerOf(await signedFetch(env, { method: "POST", path: "/", body: xmlFor("trailer/d.txt"), headers: { "content-type": "application/xml" } }));
+  expect({ status: bare.status, code: bare.code, sts: bare.body.includes("ErrorResponse") }).toEqual({ status: 405, code: "MethodNotAllowed", sts: false });
+  const sts = await answerOf(await fetch(env.endpoint + "/", { method: "POST", headers: { "content-type": "application/xml" }, body: xmlFor("trailer/d.txt") }));
+  expect({ status: sts.status, code: sts.code, sts: sts.body.includes("ErrorResponse") }).toEqual({ status: 400, code: "ValidationError", sts: true });
+  expect(await env.s3.exists("up", "trailer/d.txt")).toBe(true);
 });

@@ -29,6 +29,7 @@ import type { S3Error } from "./errors.ts";
 import { adoptPrincipal, type S3Identities } from "./identities.ts";
 import { SESSION_KEY_REMOVED, sessionAdmitted, sessionKeyRemoved } from "./permissions.ts";
 import { issueSession } from "./sts.ts";
+import { FORM_TYPE } from "./route.ts";
 import { readingBody } from "./writes.ts";
 import {
   assumedRoleArn,
@@ -114,7 +115,7 @@ export async function stsEndpoint(ctx: RequestContext, api: S3Identities): Promi
   };
   if (ctx.method !== "POST" && ctx.method !== "GET") return fail(stsError("ValidationError", "STS actions are GET or POST requests (AWS Query protocol): the parameters in the query string or in a form-encoded body."));
   const type = ctx.req.headers.get("content-type") ?? "";
-  const form = /^application\/x-www-form-urlencoded\s*(;|$)/i.test(type);
+  const form = FORM_TYPE.test(type);
   // The Query protocol's parameters may also be in the query string of the POST, with an empty
   // body (STS reads both): minio-go's web-identity and IAM providers send them so, no Content-Type.
   if (!form && ctx.query.length <= 1) {
