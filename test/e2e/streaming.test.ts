@@ -28,7 +28,9 @@ const sha = (b: Uint8Array | ArrayBuffer) => new Bun.CryptoHasher("sha256").upda
 let s3: S3Fixture;
 const px: Record<"bun" | "node", ProxyProcess> = {} as never;
 const cfg = (engine: string) =>
-  `server: { address: 127.0.0.1, port: 0, engine: ${engine}, buffer_threshold_bytes: ${THRESHOLD} }\nbuckets:\n${bucketYaml({ name: "st", prefix: "/st", bucket: "stream", endpoint: s3.endpoint })}`;
+  `server: { address: 127.0.0.1, port: 0, engine: ${engine}, buffer_threshold_bytes: ${THRESHOLD} }\nbuckets:\n${bucketYaml({ name: "st", prefix: "/st", bucket: "stream", endpoint: s3.endpoint })}` +
+  // (the same store, cached: the memory layer keeps items up to 10 MiB, so huge.bin passes through, BYPASS)
+  bucketYaml({ name: "stc", prefix: "/stc", bucket: "stream", endpoint: s3.endpoint, extra: "    cache: { enabled: true }\n" });
 
 beforeAll(async () => {
   s3 = await startS3Fixture({ buckets: [{ name: "stream", public: true }], credentials: [] });
@@ -203,6 +205,57 @@ for (const engine of ["bun", "node"] as const) {
     }
   }, 15_000);
 }
+
+// A client that reads nothing after the head: the proxy takes from the upstream only what the
+// socket toward the client took (the kernel's buffers, a few MiB), on a cached bucket (the object
+// above the cache's largest item: BYPASS) as on an uncached one, never the object ahead of the
+// client (a fill, a tee or a buffer reading on at the upstream's pace).
+test.concurrent.each(["/st", "/stc"])("%s: a client that stops reading after the head: the upstream body is read no further ahead of it than the socket's buffers", async (prefix) => {
+  let pulled = 0;
+  const countingFetch = (async (input: string | URL | Request, init?: RequestInit) => {
+    const res = await fetch(input, init);
+    if (!res.body || !String(input).endsWith("/huge.bin")) return res;
+    const reader = res.body.getReader();
+    const body = new ReadableStream<Uint8Array>(
+      {
+        async pull(c) {
+          const { done, value } = await reader.read();
+          if (done) return c.close();
+          pulled += value.byteLength;
+          c.enqueue(value);
+        },
+        cancel: (reason) => reader.cancel(reason),
+      },
+      { highWaterMark: 0 },
+    );
+    return new Response(body, { status: res.status, headers: res.headers });
+  }) as typeof fetch;
+  await using ip = await startInProcess(cfg("bun"), { fetch: countingFetch });
+  let head = "";
+  const s = connect(ip.port, "127.0.0.1");
+  try {
+    const headRead = new Promise<void>((resolve, reject) => {
+      s.once("error", reject);
+      const onData = (d: Buffer) => {
+        head += d.toString("latin1");
+        if (!head.includes("\r\n\r\n")) return;
+        s.pause(); // reads nothing more
+        s.off("data", onData);
+        resolve();
+      };
+      s.on("data", onData);
+    });
+    s.write(`GET ${prefix}/huge.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    await headRead;
+    expect(head).toStartWith("HTTP/1.1 200");
+    if (prefix === "/stc") expect(head.toLowerCase()).toContain("x-cache: bypass");
+    await Bun.sleep(1000); // the client reading nothing for a second: what is under test
+    expect(pulled).toBeGreaterThan(0);
+    expect(pulled).toBeLessThan(20 * MiB);
+  } finally {
+    s.destroy();
+  }
+}, 15_000);
 
 test("node engine: an upstream body of unknown length reaches the client complete (chunked)", async () => {
   s3.faults.set("/stream/above.bin", { kind: "slowBody", bytesPerTick: 512 * 1024, ms: 1 });
