@@ -209,12 +209,14 @@ const shownArg = shownArgument;
 /**
  * A --healthcheck URL as its messages show it: shownArg, and its query and fragment as `?…` and
  * `#…` (a probe given a token as `?token=...` or `#token` printed it, and Docker keeps a health
- * check's output in its health log). Cut after the user information shownArg left (a password may
- * hold "?" or "#").
+ * check's output in its health log). Cut at the first `?` or `#` after the scheme: shownArg left no
+ * password to hold one (it is `***`), and an `@` after the host is the query's (`?token=a@b`: a cut
+ * after the last `@` showed the token whole).
  */
 function shownUrl(url: string): string {
   const shown = shownArg(url);
-  const from = Math.max(shown.lastIndexOf("@"), shown.indexOf("://") + 3);
+  const scheme = shown.indexOf("://");
+  const from = scheme < 0 ? 0 : scheme + 3;
   const q = shown.slice(from).search(/[?#]/);
   return q < 0 ? shown : `${shown.slice(0, from + q + 1)}…`;
 }

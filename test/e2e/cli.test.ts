@@ -231,6 +231,13 @@ test("--healthcheck: exit 0 on 200; otherwise 1 with the reason on stderr", asyn
     expect(digits.stderr).not.toContain("s3cret");
     const bad = await runCli(["--healthcheck", "http://probe:p?w@127.0.0.1:80800/x?token=hc-s3cret-tok"]);
     expect(bad.stderr).toBe("error: --healthcheck takes an http:// or https:// URL, not 'http://***@127.0.0.1:80800/x?…'\n");
+    // nor a query or fragment holding an `@` (an e-mail, a token) in a URL without a port: the cut
+    // began after the last `@`, inside the query, and the token was shown whole
+    const atInQuery = await runEach([["--healthcheck", "http://a^b/x?token=hc-s3cret-tok@x"], ["--healthcheck", "http://a^b/x#hc-s3cret-tok@x"]]);
+    expect(atInQuery.map((r) => r.stderr)).toEqual([
+      "error: --healthcheck takes an http:// or https:// URL, not 'http://a^b/x?…'\n",
+      "error: --healthcheck takes an http:// or https:// URL, not 'http://a^b/x#…'\n",
+    ]);
   } finally {
     s.stop(true);
   }
