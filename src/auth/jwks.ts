@@ -22,7 +22,7 @@
  *   Symmetric ("oct") JWKS keys are not supported; HMAC secrets come from the config only.
  */
 import { readCapped } from "../http/read-capped.ts";
-import { fetchErrorMessage, urlForLogs } from "../util/text.ts";
+import { fetchErrorMessage, unresolvedHost, urlForLogs } from "../util/text.ts";
 import type { Algorithm } from "../config/schema.ts";
 import { importPublicJwk, jwkAlgorithms, type AsymKey } from "./keys.ts";
 import { describeHttpCall, endClient } from "../observe/trace/client.ts";
@@ -325,9 +325,7 @@ function redirectTarget(location: string | null, base: string): string {
  * names the URL), else the runtime's message without its advice (fetchErrorMessage).
  */
 function failureMessage(err: unknown): string {
-  const code = (err as { code?: unknown })?.code;
-  if (code === "ENOTFOUND" || code === "DNSException" || (typeof code === "string" && code.startsWith("EAI_"))) return "the URL's host name does not resolve";
-  return fetchErrorMessage(err);
+  return unresolvedHost((err as { code?: unknown })?.code) ?? fetchErrorMessage(err);
 }
 
 /** The kind of a JWKS fetch failure, with no host, address or URL in it (see readiness). */

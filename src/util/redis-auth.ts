@@ -9,6 +9,7 @@
  * asking connection's own failure names.
  */
 import { certRefusalHint } from "./tls-refusal.ts";
+import { unresolvedHost } from "./text.ts";
 
 /**
  * Whether a failed connect is worth asking Redis about (redisAuthFailure): Redis refusing the URL's
@@ -39,8 +40,7 @@ export async function redisAuthFailure(url: string, timeoutMs: number): Promise<
   if (line.startsWith(UNREACHABLE)) {
     const code = line.slice(UNREACHABLE.length);
     if (code === "ECONNREFUSED") return "connection refused (nothing listens at the URL's host and port)";
-    if (code === "ENOTFOUND" || code.startsWith("EAI_") || code === "DNSException") return "the URL's host name does not resolve";
-    return code !== "" ? `cannot connect (${code})` : undefined;
+    return unresolvedHost(code) ?? (code !== "" ? `cannot connect (${code})` : undefined);
   }
   if (line.startsWith(UNTRUSTED)) {
     const code = line.slice(UNTRUSTED.length);

@@ -42,6 +42,16 @@ export function fetchErrorMessage(err: unknown): string {
   return message.replace(/\s*For more information, pass `verbose: true` in the second argument to fetch\(\)\.?/, "");
 }
 
+/**
+ * A connection's failure as the Redis and JWKS messages say a host name that does not resolve
+ * (UNRESOLVED_HOST), for its error code (Bun's `ENOTFOUND` and `DNSException`, getaddrinfo's
+ * `EAI_*`), or undefined for any other.
+ */
+export function unresolvedHost(code: unknown): string | undefined {
+  return code === "ENOTFOUND" || code === "DNSException" || (typeof code === "string" && code.startsWith("EAI_")) ? UNRESOLVED_HOST : undefined;
+}
+const UNRESOLVED_HOST = "the URL's host name does not resolve";
+
 /** The URL without credentials or query, for logs and readiness messages. */
 export function urlForLogs(url: string): string {
   const u = URL.parse(url);
