@@ -4,7 +4,8 @@
  * Content-Length and zero-copy ranges (a slice of a file is still the file), on both engines.
  *
  * - Writes are atomic (disk-write.ts): visible only once complete, through one rename.
- * - The index is rebuilt at start (disk-scan.ts); lookups and purges wait for it.
+ * - The index is rebuilt at start (disk-scan.ts); purges and the adoption of a write wait for it, a
+ *   lookup at most lookupWaitMs (LOOKUP_WAIT_MS), then is a miss.
  * - A hit checks the file (stat) before handing it out: a file that is gone, has another length or
  *   is not the file indexed (another inode or modification time: replaced or rewritten behind our
  *   back) is a miss and leaves the index, never wrong bytes.
