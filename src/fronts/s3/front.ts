@@ -85,6 +85,14 @@ const fail = (e: S3Error): never => {
   throw s3Fail(e);
 };
 
+/**
+ * `op`'s error once the bucket's authorizer has allowed the request (its refusal is thrown
+ * instead). Its own function: a closure in s3Parse would give every S3 request a scope.
+ */
+function failAuthorized(ctx: RequestContext, op: S3Error): Promise<never> {
+  return authorize(ctx)!.then(() => fail(op));
+}
+
 /** Whether a verified request carries a body (S3 refuses content on GET and HEAD): when every header present is signed, no lookup is needed unless a body header is among them. */
 function verifiedHasBody(v: { allSigned: boolean; signedHeaders: readonly string[] }, h: Headers): boolean {
   if (v.allSigned && !v.signedHeaders.includes("content-length") && !v.signedHeaders.includes("transfer-encoding")) return false;
@@ -254,7 +262,7 @@ export function s3Parse(ctx: RequestContext): undefined | Promise<undefined> {
       ctx.bucketName = bucket.name;
       ctx.key = a.key;
       ctx.action = unservedAction(ctx.method, a.key, v.query);
-      return authorize(ctx)!.then(() => fail(op));
+      return failAuthorized(ctx, op);
     }
     return fail(op);
   }
