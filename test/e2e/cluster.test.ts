@@ -156,18 +156,34 @@ describe("three replicas behind haproxy, one Redis", () => {
       expect(actual).toBeLessThanOrEqual(expected * 1.1);
     };
 
+    // A replica whose Redis answers come later than the limiter's deadline (a loaded host's pause)
+    // enforces its local share meanwhile, as designed and logged: a window in which one did says
+    // nothing about the shared limit, so it is measured again (at most three windows); with Redis
+    // answering in time throughout, the window counts.
+    const WENT_LOCAL = "Redis is unavailable for the rate limits";
+    const measureShared = async (ms: number, url: () => string) => {
+      for (let attempt = 1; ; attempt++) {
+        for (const n of c.nodes) await waitFor(async () => (await readyOf(n)).rate_limit?.shared === true, { message: `${n.name}: rate limits shared` });
+        const localBefore = c.nodes.map((n) => n.proc.output().split(WENT_LOCAL).length);
+        byServer.clear();
+        const m = await measureAdmitted(1, ms, () => ask(url()));
+        const wentLocal = c.nodes.some((n, i) => n.proc.output().split(WENT_LOCAL).length !== localBefore[i]);
+        if (!wentLocal || attempt === 3) return m;
+      }
+    };
+
     // Through haproxy: the three processes together admit the configured rate.
-    const all = await measureAdmitted(1, 2000, () => ask(`${c.lb.url}/limited/x.txt`));
+    const all = await measureShared(2000, () => `${c.lb.url}/limited/x.txt`);
     expect(Object.fromEntries(all.other)).toEqual({});
     expect(all.refused).toBeGreaterThan(all.admitted);
     within10(all.admitted, LIMIT_RPS * all.seconds);
     for (const n of c.nodes) expect(byServer.get(n.name) ?? 0).toBeGreaterThan(all.admitted * 0.2); // all three took part
 
     // One process alone may use the whole rate: the budget is shared, not split in three.
-    const one = await measureAdmitted(1, 1500, () => ask(c.nodes[0]!.url("/limited/x.txt")));
+    const one = await measureShared(1500, () => c.nodes[0]!.url("/limited/x.txt"));
     expect(Object.fromEntries(one.other)).toEqual({});
     within10(one.admitted, LIMIT_RPS * one.seconds);
-  }, 30_000);
+  }, 60_000);
 
   test("4. Redis killed under 2,000+ requests: 0 failed; Redis back: the layer returns by itself", async () => {
     const keys = Array.from({ length: 120 }, (_, i) => `load-${i}.txt`);
