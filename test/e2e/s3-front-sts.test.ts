@@ -201,6 +201,23 @@ describe("STS errors (STS's XML, status and code; no token or key in the body)",
     expect(named.status).toBe(200);
   });
 
+  test("the service's STS-or-S3 rule reads the query decoded, one rule for every reader: ?%41ction= names Action (GET and POST), an empty query (?&) is none, a bare Action is one", async () => {
+    const q = new URLSearchParams({ Version: "2011-06-15", RoleArn: ROLE, RoleSessionName: "enc", WebIdentityToken: token({ team: "a" }), DurationSeconds: "900" });
+    const form = { "content-type": "application/x-www-form-urlencoded" };
+    const answer = async (url: string, init?: RequestInit) => {
+      const r = await fetch(env.endpoint + url, init);
+      const xml = await r.text();
+      return `${r.status} ${/<Code>([^<]*)<\/Code>/.exec(xml)?.[1] ?? (xml.includes("<AssumeRoleWithWebIdentityResponse") ? "credentials" : xml.slice(0, 80))}`;
+    };
+    // STS decodes its parameters' names: %41ction is Action, on a GET as on a POST
+    expect(await answer(`/?%41ction=AssumeRoleWithWebIdentity&${q}`)).toBe("200 credentials");
+    expect(await answer(`/?%41ction=AssumeRoleWithWebIdentity&${q}`, { method: "POST" })).toBe("200 credentials");
+    // an empty query is no query: a form posted to /?& is STS's
+    expect(await answer("/?&", { method: "POST", headers: form, body: `Action=AssumeRoleWithWebIdentity&${q}` })).toBe("200 credentials");
+    // a bare Action (no '=') names the action too: STS's (its parser asks for the value)
+    expect(await answer(`/?Action&${q}`, { method: "POST" })).toBe("400 InvalidAction");
+  });
+
   test("yatagarasu_auth_total counts STS's outcomes (a forged, an expired, a sub-less token: invalid; credentials issued: success) and an unsigned S3 request refused as missing", async () => {
     const count = (result: string) => Number(new RegExp(`^yatagarasu_auth_total\\{result="${result}"\\} (\\d+)$`, "m").exec(env.app.metrics.render())?.[1] ?? 0);
     const before = Object.fromEntries(["success", "missing", "invalid", "forbidden"].map((r) => [r, count(r)]));

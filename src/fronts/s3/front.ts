@@ -127,8 +127,9 @@ export function s3Address(ctx: RequestContext): undefined {
   // the body its signature covers. A GET of the
   // service naming an STS `Action` (STS's query-string form, which no S3 request has) is an STS
   // call too, as AWS STS answers it. (A POST whose query names no Action but something else, an S3
-  // sub-resource such as `?delete`, or one with no query signed for s3, is S3's: operationOf's 405.)
-  if (a.bucket === "" && (ctx.method === "POST" || ctx.method === "GET") && isStsCall(ctx.method, ctx.query, req.headers)) {
+  // sub-resource such as `?delete`, or one with no query signed for s3, is S3's: operationOf's 405.
+  // The query is read decoded, as STS reads it; one that cannot be decoded is no STS call.)
+  if (a.bucket === "" && (ctx.method === "POST" || ctx.method === "GET") && isStsCall(ctx.method, parseRawQuery(ctx.query), req.headers)) {
     ctx.action = ACTION_OF.AssumeRoleWithWebIdentity;
     ctx.operation = "AssumeRoleWithWebIdentity";
     (ctx as S3RequestContext).s3 = { api, op: "AssumeRoleWithWebIdentity", principal: undefined, query: [], overrides: [], headers: req.headers };

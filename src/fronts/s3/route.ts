@@ -328,22 +328,26 @@ export function unservedAction(method: string, key: string, query: ReadonlyArray
 const SERVICE_POST = "The specified method is not allowed against this resource. (A POST to the service is an STS call, its parameters in a form-encoded body or with Action= in the query string; an S3 request names its bucket.)";
 
 /**
- * Whether a request to the service (no bucket) is an STS call: a POST with no query or one naming
- * an `Action` (STS's parameters in a form-encoded body, or in the query string as minio-go sends
- * them), a GET naming an `Action` (STS's query-string form). `rawQuery` with or without its "?".
- * A POST naming anything else (`?delete`) is S3's (operationOf agrees, on the parsed query), and so
- * is a POST with no query signed for the service `s3` (its Authorization header's credential scope
- * says s3) whose body is no form (an XML body, say): S3's 405, not STS's ValidationError about a
- * form it never meant to send. (A form signed for s3 is a mis-scoped STS call: STS's
- * SignatureDoesNotMatch naming the scope.) The headers are read for such a POST only.
+ * Whether a request to the service (no bucket) is an STS call: a POST with no query parameter or
+ * one naming an `Action` (STS's parameters in a form-encoded body, or in the query string as
+ * minio-go sends them), a GET naming an `Action` (STS's query-string form). `query` is the parsed
+ * (decoded) query, as STS reads its parameters: `?%41ction=` names Action, `?&` names nothing,
+ * and a bare `?Action` names it too (STS asks for its value). The one rule: front.ts routes by
+ * it, and operationOf leaves every service POST it did not take to S3.
+ * A POST naming anything else (`?delete`) is S3's, and so is a POST with no query signed for the
+ * service `s3` (its Authorization header's credential scope says s3) whose body is no form (an
+ * XML body, say): S3's 405, not STS's ValidationError about a form it never meant to send. (A form
+ * signed for s3 is a mis-scoped STS call: STS's SignatureDoesNotMatch naming the scope.) The
+ * headers are read for such a POST only. A query that cannot be decoded (undefined) is S3's,
+ * refused there.
  */
-export function isStsCall(method: string, rawQuery: string, headers: Headers): boolean {
-  if (method === "POST" && rawQuery.length <= 1) return !S3_SCOPE.test(headers.get("authorization") ?? "") || FORM_TYPE.test(headers.get("content-type") ?? "");
-  return STS_ACTION.test(rawQuery);
+export function isStsCall(method: string, query: ReadonlyArray<readonly [string, string]> | undefined, headers: Headers): boolean {
+  if (query === undefined) return false;
+  if (method === "POST" && query.length === 0) return !S3_SCOPE.test(headers.get("authorization") ?? "") || FORM_TYPE.test(headers.get("content-type") ?? "");
+  return query.some(([k]) => k === "Action");
 }
 /** A form-encoded body's Content-Type (STS's Query protocol). */
 export const FORM_TYPE = /^application\/x-www-form-urlencoded\s*(;|$)/i;
-const STS_ACTION = /(?:^[?]?|&)Action=/;
 /** An Authorization header's SigV4 credential scope naming the service s3 (`Credential=AKID/20260101/us-east-1/s3/aws4_request`). */
 const S3_SCOPE = /Credential\s*=\s*[^,]*\/s3\/aws4_request\s*(?:,|$)/;
 
@@ -400,11 +404,10 @@ export function operationOf(method: string, a: Addressed, query: ReadonlyArray<r
   }
   if (a.bucket === "") {
     if (method === "POST") {
-      if (query.some(([k]) => k === "Action")) return "AssumeRoleWithWebIdentity";
-      // (a service POST naming something else, `?delete` without a bucket: S3 has no POST on the
-      // service; it was answered by STS, in STS's dialect, a ValidationError. One with no query
-      // reaches here only signed for s3 and no form, s3Address having sent every other to STS
-      // (isStsCall): it was STS's ValidationError "must be form-encoded" too)
+      // (every STS call was sent to the STS endpoint before (isStsCall, on this parsed query): a
+      // service POST here names something else, `?delete` without a bucket, or none and was signed
+      // for s3 with no form. S3 has no POST on the service; it was answered by STS, in STS's
+      // dialect, a ValidationError)
       return s3Error("MethodNotAllowed", SERVICE_POST, { Method: method, ResourceType: "SERVICE" }, { allow: "GET, POST" });
     }
     if (method === "GET" && sub === undefined && !uploadId && !partNumber && !versionId) return "ListBuckets";

@@ -1,6 +1,6 @@
 /** S3 addressing (path-style, virtual-hosted) and operation resolution. */
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { ACTION_OF, address, bucketFromHost, hasDotSegment, keyTooLong, operationOf } from "../../../src/fronts/s3/route.ts";
+import { ACTION_OF, address, bucketFromHost, hasDotSegment, isStsCall, keyTooLong, operationOf } from "../../../src/fronts/s3/route.ts";
 
 setDefaultTimeout(10_000); // explicit: the runner's 5 s default is not a choice made here
 
@@ -79,7 +79,12 @@ describe("operationOf", () => {
     expect(op("GET", "/")).toBe("ListBuckets");
     // (a POST with no query is STS's when s3Address says so, isStsCall: one that gets here was signed for s3, its body no form)
     expect(op("POST", "/")).toBe("405 MethodNotAllowed");
-    expect(op("POST", "/", "Action=AssumeRoleWithWebIdentity&Version=2011-06-15")).toBe("AssumeRoleWithWebIdentity");
+    // (nor does one naming an Action: isStsCall, on the same parsed query, sent it to STS first)
+    expect(isStsCall("POST", q("Action=AssumeRoleWithWebIdentity&Version=2011-06-15"), new Headers())).toBe(true);
+    expect(isStsCall("POST", q("%41ction=AssumeRoleWithWebIdentity"), new Headers())).toBe(true);
+    expect(isStsCall("POST", q("&"), new Headers())).toBe(true);
+    expect(isStsCall("POST", q("delete"), new Headers())).toBe(false);
+    expect(isStsCall("POST", undefined, new Headers())).toBe(false);
     // (a service POST naming an S3 sub-resource is no STS call: S3 has no POST on the service)
     expect(op("POST", "/", "delete")).toBe("405 MethodNotAllowed");
     expect(op("HEAD", "/b")).toBe("HeadBucket");
