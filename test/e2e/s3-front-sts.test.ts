@@ -15,6 +15,7 @@ import { clientTest } from "../clients/run.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { hs256, startS3FrontEnv, type S3FrontEnv } from "./s3-front-helpers.ts";
 import { signedFetch } from "./s3-front-upload-helpers.ts";
+import { ALGORITHM, amzDate, canonicalQuery, canonicalRequest, credentialScope, deriveSigningKey, signature, stringToSign, UNSIGNED_PAYLOAD } from "../../src/s3/sigv4.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
@@ -239,12 +240,14 @@ describe("STS errors (STS's XML, status and code; no token or key in the body)",
   });
 });
 
+/** A session's credentials for a token of `team`. */
+async function session(team: string) {
+  const r = await assume({ WebIdentityToken: token({ team }) });
+  const get = (tag: string) => new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(r.xml)![1]!;
+  return { accessKeyId: get("AccessKeyId"), secretAccessKey: get("SecretAccessKey"), sessionToken: get("SessionToken") };
+}
+
 test("header auth with an X-Amz-Security-Token in the query too that is not the header's: 400 InvalidArgument, neither token read (the query's was ignored, served as the header's session); the same token twice is read", async () => {
-  const session = async (team: string) => {
-    const r = await assume({ WebIdentityToken: token({ team }) });
-    const get = (tag: string) => new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(r.xml)![1]!;
-    return { accessKeyId: get("AccessKeyId"), secretAccessKey: get("SecretAccessKey"), sessionToken: get("SessionToken") };
-  };
   const [a, b] = await Promise.all([session("a"), session("b")]);
   const read = async (query: Array<[string, string]>) => {
     const r = await signedFetch(env, { method: "GET", path: "/jwtonly/secret.txt", query, creds: a });
@@ -255,6 +258,27 @@ test("header auth with an X-Amz-Security-Token in the query too that is not the 
   expect(await read([["X-Amz-Security-Token", b.sessionToken]])).toEqual([400, "InvalidArgument", false]);
   expect(env.upstreamCalls()).toEqual([]);
   expect(await read([["X-Amz-Security-Token", a.sessionToken]])).toEqual([200, "team a only", false]);
+});
+
+test("a presigned URL whose X-Amz-Security-Token is not its signed x-amz-security-token header's: 400 InvalidArgument before the signature (it was served as the query's session, and a wrong signature showed the header's token); the same token in both is read", async () => {
+  const [a, b] = await Promise.all([session("a"), session("b")]);
+  // host and x-amz-security-token signed into a URL carrying a's session (presignUrl signs no such header)
+  const read = async (headerToken: string, secret = a.secretAccessKey) => {
+    const date = amzDate(new Date());
+    const scope = credentialScope(date.slice(0, 8), "us-east-1", "s3");
+    const signed = "host;x-amz-security-token";
+    const query = canonicalQuery([["X-Amz-Algorithm", ALGORITHM], ["X-Amz-Credential", `${a.accessKeyId}/${scope}`], ["X-Amz-Date", date], ["X-Amz-Expires", "300"], ["X-Amz-SignedHeaders", signed], ["X-Amz-Security-Token", a.sessionToken]]);
+    const creq = canonicalRequest("GET", "/jwtonly/secret.txt", query, `host:${new URL(env.endpoint).host}\nx-amz-security-token:${headerToken}\n`, signed, UNSIGNED_PAYLOAD);
+    const sig = signature(deriveSigningKey(secret, date.slice(0, 8), "us-east-1", "s3"), stringToSign(date, scope, creq));
+    const r = await fetch(`${env.endpoint}/jwtonly/secret.txt?${query}&X-Amz-Signature=${sig}`, { headers: { "x-amz-security-token": headerToken } });
+    const body = await r.text();
+    return [r.status, /<Code>(\w+)</.exec(body)?.[1] ?? body, body.includes(a.sessionToken) || body.includes(b.sessionToken)];
+  };
+  env.mark();
+  expect(await read(b.sessionToken)).toEqual([400, "InvalidArgument", false]);
+  expect(await read(b.sessionToken, "wrong")).toEqual([400, "InvalidArgument", false]);
+  expect(env.upstreamCalls()).toEqual([]);
+  expect(await read(a.sessionToken)).toEqual([200, "team a only", false]);
 });
 
 describe("session lifetime", () => {

@@ -271,6 +271,10 @@ function verify<P extends { secretAccessKey: string }>(
   let sessionToken: string | undefined;
   if (params.presigned) {
     for (const [k, v] of query) if (k === "X-Amz-Security-Token") sessionToken = v;
+    // A presigned URL's token beside a signed x-amz-security-token header that is not it: one
+    // request, two sessions (it was served as the query's, the header's ignored, and a wrong
+    // signature showed the header's token in CanonicalRequest). Refused as with header auth below.
+    if (sessionToken !== undefined && names.includes("x-amz-security-token") && reads.get("x-amz-security-token") !== sessionToken) return error(TWO_TOKENS(), akid);
   }
   // (present, it is signed: an unsigned x-amz-* header was refused just above, but for STS)
   if (sessionToken === undefined && (sts !== undefined || names.includes("x-amz-security-token"))) sessionToken = reads.get("x-amz-security-token") ?? undefined;
