@@ -126,6 +126,17 @@ describe("signed as the JS SDK signs", () => {
     expect({ status: unsigned.status, code: /<Code>([^<]*)<\/Code>/.exec(await unsigned.text())?.[1] }).toEqual({ status: 403, code: "MissingAuthenticationToken" });
   });
 
+  test("the GET form with an X-Amz-Security-Token in its query that is not the header's (or beside a static key): 400 IncompleteSignature, no token echoed (it was ignored: the header's identity answered); the same token in both is read", async () => {
+    const [a, b] = await Promise.all([assume("one"), assume("two")]);
+    const ask = async (creds: Creds, token: string) => {
+      const r = await signedPost(creds, { method: "GET", query: `${FORM}&X-Amz-Security-Token=${encodeURIComponent(token)}` });
+      return [r.status, r.code ?? /<Arn>([^<]*)</.exec(r.xml)?.[1], r.xml.includes(a.creds.sessionToken!) || r.xml.includes(b.creds.sessionToken!)];
+    };
+    expect(await ask(a.creds, b.creds.sessionToken!)).toEqual([400, "IncompleteSignature", false]);
+    expect(await ask(APP, b.creds.sessionToken!)).toEqual([400, "IncompleteSignature", false]);
+    expect(await ask(a.creds, a.creds.sessionToken!)).toEqual([200, a.arn, false]);
+  });
+
   test("x-amz-* headers added after signing are not refused (STS, unlike S3, asks only host and the request time to be signed); a session token so added is read", async () => {
     expect(await signedPost(APP, { after: { "x-amz-user-agent": "aws-sdk-js/3", "x-amz-meta-x": "1" } })).toMatchObject({ status: 200, xml: expect.stringContaining(`<Arn>${APP_ARN}</Arn>`) });
     const s = await assume("after");

@@ -281,8 +281,9 @@ function verify<P extends { secretAccessKey: string }>(
   // With the Authorization header, a session token in the query too (signed or not) that is not the
   // header's: which one the request is made with would depend on the reader (it was served as the
   // header's identity, the query's ignored). A request carries one token: refused, as a repeated
-  // query token is (parseQueryAuth). (a boolean read when the query holds none)
-  if (queryToken && !params.presigned && sts === undefined) {
+  // query token is (parseQueryAuth); STS's GET form too (GetCallerIdentity answered the header
+  // token's identity, or a static key's, beside another token). (a boolean read when the query holds none)
+  if (queryToken && !params.presigned) {
     for (const [k, v] of query) if (k === "X-Amz-Security-Token" && v !== sessionToken) return error(TWO_TOKENS(), akid);
   }
   const principal = lookup(akid, sessionToken, opts.now);
