@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { tcpRelay } from "../cache/relay.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
-import { startProxy, type ProxyProcess } from "./harness.ts";
+import { STARTUP_MS, startProxy, type ProxyProcess } from "./harness.ts";
 
 setDefaultTimeout(30_000);
 
@@ -47,7 +47,7 @@ beforeAll(async () => {
       replica("primary", "p-bucket", `http://127.0.0.1:${relay.port}`, 1) +
       replica("secondary", "s-bucket", secondary.endpoint, 2),
   );
-});
+}, STARTUP_MS + 30_000); // (two fixtures and a proxy: a loaded host may take a while to start the proxy, harness.ts STARTUP_MS)
 
 afterAll(async () => {
   await px?.stop();
@@ -101,7 +101,7 @@ describe("a cache fill cut mid-body on the fetch client (an object above buffer_
         replica("primary", "p-bucket", `http://127.0.0.1:${relay.port}`, 1) +
         replica("secondary", "s-bucket", secondary.endpoint, 2),
     );
-  });
+  }, STARTUP_MS + 30_000);
   afterAll(async () => {
     await cached?.stop();
   });

@@ -63,6 +63,16 @@ export async function runCli(args: string[], opts: { env?: Record<string, string
   return { code, stdout, stderr };
 }
 
+/**
+ * How long startProxy waits for the proxy's first line ("listening" or "primary started"). A start
+ * (`bun src/main.ts` or the compiled binary) takes well under a second alone, but a CI run beside
+ * other engineers' suites on 2 cores once printed nothing for 15 s (the limit then), failing the
+ * set-up of a whole file (failover-body). A proxy that fails to start exits, and that fails the wait
+ * at once: only a start that is merely slow waits this long. A hook or test that starts one needs a
+ * time limit past this (STARTUP_MS plus its own work).
+ */
+export const STARTUP_MS = 60_000;
+
 /** `prefix`: a command the proxy is run under (`prlimit --nofile=64:64 --`). */
 export async function startProxy(configYaml: string, opts: { env?: Record<string, string>; files?: Record<string, string>; prefix?: string[] } = {}): Promise<ProxyProcess> {
   const dir = mkdtempSync(join(tmpdir(), "yata-e2e-"));
@@ -116,7 +126,7 @@ export async function startProxy(configYaml: string, opts: { env?: Record<string
 
   let listening: Record<string, unknown>;
   try {
-    listening = await waitForLog((l) => l.msg === "listening" || l.msg === "primary started");
+    listening = await waitForLog((l) => l.msg === "listening" || l.msg === "primary started", STARTUP_MS);
   } catch (err) {
     // (never listened in time: killed, not left running after the test that gave up on it)
     if (!exitedFlag) proc.kill("SIGKILL");
