@@ -4,11 +4,17 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
-import { bucketYaml, runCli, startProxy, type ProxyProcess } from "./harness.ts";
+import { bucketYaml, runCli, STARTUP_MS, startProxy, type ProxyProcess } from "./harness.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 // Bun 1.4.5 ignores bunfig's [test] timeout (5 s default); servers and real clients on a loaded machine need more.
 setDefaultTimeout(30_000);
+/**
+ * How long a SIGHUP's outcome ("config reloaded" or the refusal) is waited for: a reload reads and
+ * checks the pair and builds the new generation, well under a second alone; waitFor's default 5 s
+ * is no bound for a loaded host (a CI run beside other engineers' suites on 2 cores).
+ */
+const RELOAD_MS = 20_000;
 
 let s3: S3Fixture;
 let px: ProxyProcess;
@@ -67,7 +73,7 @@ test("a reload that writes server.https's paths another way (./cert.pem, the abs
     const from = px.logs().length;
     px.writeConfig(text);
     px.signal("SIGHUP");
-    const line = await waitFor(() => px.logs().slice(from).find((l) => l.msg === "config reloaded" || l.msg === FAILED));
+    const line = await waitFor(() => px.logs().slice(from).find((l) => l.msg === "config reloaded" || l.msg === FAILED), { timeoutMs: RELOAD_MS, message: "the reload's outcome" });
     return [line.msg, line.error];
   };
   // (it was refused: "server.https changed ... restart the process", comparing the paths as written)
@@ -76,7 +82,7 @@ test("a reload that writes server.https's paths another way (./cert.pem, the abs
   const [, error] = await reload(yaml("key.pem", "cert.pem"));
   expect(String(error)).toContain("server.https");
   await reload(yaml("cert.pem", "key.pem"));
-});
+}, 4 * RELOAD_MS + 10_000);
 
 test("a reload that turns server.https off (enabled: false, the same files) is refused: the listener would stay TLS", async () => {
   const FAILED = "config reload failed; the previous config keeps serving";
@@ -85,10 +91,10 @@ test("a reload that turns server.https off (enabled: false, the same files) is r
   px.writeConfig(text);
   px.signal("SIGHUP");
   // (it was "config reloaded": only the two paths were compared, and the TLS listener kept serving)
-  const line = await waitFor(() => px.logs().slice(from).find((l) => l.msg === "config reloaded" || l.msg === FAILED));
+  const line = await waitFor(() => px.logs().slice(from).find((l) => l.msg === "config reloaded" || l.msg === FAILED), { timeoutMs: RELOAD_MS, message: "the reload's outcome" });
   expect([line.msg, String(line.error)]).toEqual([FAILED, expect.stringContaining("server.https")]);
   px.writeConfig(`server: { address: 127.0.0.1, port: 0, https: { cert_path: cert.pem, key_path: key.pem } }\nbuckets:\n${bucketYaml({ name: "pub", prefix: "/pub", bucket: "pub", endpoint: s3.endpoint })}`);
-});
+}, RELOAD_MS + 10_000);
 
 test("an unreadable certificate is a config error naming the key", async () => {
   const { runCli } = await import("./harness.ts");
@@ -173,7 +179,7 @@ test("--check refuses a pair the listener would refuse, naming the file: swapped
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}, 120_000); // (five openssl key generations, then nine --check processes at once: a few seconds alone, past 30 s on a loaded 2-core host)
 
 test("a certificate renewed in place is served from the next reload on, by every process of a group (a worker restarted after a crash too), nothing in flight cut; a pair that does not match is refused and the previous one served", async () => {
   const dir = mkdtempSync(join(tmpdir(), "yata-tls-renew-"));
@@ -336,7 +342,7 @@ test("one process with TLS: a second instance on the same port does not start (t
   );
   expect(second).not.toBe("started");
   expect(second).toContain("in use");
-});
+}, STARTUP_MS + 10_000); // (the second instance's refusal ends startProxy's wait at once; a loaded host may take a while to get there)
 
 test("Listener.renewTls: a pair that cannot be served throws and the listener goes on with the old one; a good one is served to new connections", async () => {
   const { App } = await import("../../src/app.ts");
