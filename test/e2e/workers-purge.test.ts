@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { nowSec, sign } from "../fixtures/jwt.ts";
 import { startS3Fixture, type S3Fixture } from "../fixtures/s3.ts";
 import { waitFor } from "../helpers/wait.ts";
-import { startProxy, type ProxyProcess } from "./harness.ts";
+import { STARTUP_MS, startProxy, type ProxyProcess } from "./harness.ts";
 
 setDefaultTimeout(60_000);
 
@@ -40,7 +40,7 @@ beforeAll(async () => {
   disk = mkdtempSync(join(tmpdir(), "yata-workers-purge-"));
   s3 = await startS3Fixture({ buckets: [{ name: "data" }], credentials: [{ ...UP, buckets: ["data"], write: true }] });
   px = await startGroup();
-});
+}, STARTUP_MS + 30_000);
 afterAll(async () => {
   await px?.stop();
   await s3?.stop();
@@ -149,4 +149,4 @@ test("a write made while a worker is down, then the group restarted before its r
   expect(stopped.logs().some((l, i) => i > killed && l.msg === "listening" && l.worker === 1)).toBe(false);
   px = await startGroup(); // on the same disk folders
   await readFromBoth("/rw/s.txt", "v2");
-});
+}, 180_000); // (two group starts, a worker killed until its restart waits 2 s, a graceful stop and two rounds of reads on both workers: each waits for its condition, and their sum passed 60 s on a loaded host)
